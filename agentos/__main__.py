@@ -1,0 +1,3 @@
+from agentos.user.cli import main
+
+main()

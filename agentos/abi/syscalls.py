@@ -1,0 +1,111 @@
+"""Syscall names and argument schemas — the part of the ABI both sides agree on.
+
+Each schema is a msgspec Struct; the kernel converts the untrusted ``args`` map into it
+(``decode_args``), so a wrong type, a missing field, an unknown field or an out-of-range
+value is a typed ``InvalidArgument`` before any handler runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from agentos import param
+from agentos.errors import InvalidArgument
+
+Pid = Annotated[int, msgspec.Meta(ge=-1, le=2**62)]
+Text = Annotated[str, msgspec.Meta(max_length=param.MAX_ARG_BYTES)]
+Name = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class Args(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class NoArgs(Args):
+    pass
+
+
+class HelloArgs(Args):
+    abi: int
+    client: Name = "client"
+    cwd: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+
+
+class SpawnArgs(Args):
+    target: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    argv: Annotated[list[Text], msgspec.Meta(max_length=param.MAX_ARGV)] = []
+    name: Name | None = None
+
+
+class ExitArgs(Args):
+    status: Annotated[int, msgspec.Meta(ge=0, le=255)] = 0
+
+
+class WaitArgs(Args):
+    pid: Pid = -1
+    nohang: bool = False
+    timeout: Annotated[float, msgspec.Meta(ge=0, le=param.MAX_SLEEP_SECONDS)] | None = None
+
+
+class KillArgs(Args):
+    pid: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    sig: Annotated[str, msgspec.Meta(max_length=16)] | Annotated[int, msgspec.Meta(ge=0, le=64)] = "TERM"
+
+
+class SleepArgs(Args):
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=param.MAX_SLEEP_SECONDS)]
+
+
+class RandomArgs(Args):
+    n: Annotated[int, msgspec.Meta(ge=0, le=param.MAX_RANDOM_BYTES)]
+
+
+class WriteConsoleArgs(Args):
+    data: Annotated[str, msgspec.Meta(max_length=param.MAX_CONSOLE_WRITE)]
+    stream: Annotated[str, msgspec.Meta(pattern="^(stdout|stderr)$")] = "stdout"
+
+
+class PsArgs(Args):
+    all: bool = False
+
+
+class ContinueAsNewArgs(Args):
+    argv: Annotated[list[Text], msgspec.Meta(max_length=param.MAX_ARGV)] = []
+
+
+class EventsArgs(Args):
+    since: Annotated[int, msgspec.Meta(ge=0)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    follow: bool = False
+    pid: Pid | None = None
+    kind: Name | None = None
+
+
+class LogsArgs(Args):
+    pid: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    follow: bool = False
+
+
+class ShutdownArgs(Args):
+    kill: bool = False
+
+
+class ProcArgs(Args):
+    pid: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+_converters: dict[type, Any] = {}
+
+
+def decode_args(schema: type[Args], raw: Any) -> Args:
+    """Validate untrusted syscall arguments into their schema, or raise InvalidArgument."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InvalidArgument(f"syscall arguments must be a map, not {type(raw).__name__}")
+    try:
+        return msgspec.convert(raw, schema, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(str(exc)) from None

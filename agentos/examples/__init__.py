@@ -1,0 +1,1 @@
+"""Sample agents used by ``agentos demo`` and the README's tour."""

@@ -1,0 +1,1 @@
+"""Protected mode: the only package that mutates kernel state (through events)."""

@@ -1,0 +1,61 @@
+"""What a syscall handler sees and returns: the caller, and an outcome (done or blocked).
+
+Handlers decide and mutate nothing: they read state and return ``Done(result, events)`` — the
+events the call causes, which the kernel stamps, applies and commits — or ``Block``, which
+parks the caller until ``poll`` returns an outcome or the deadline passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentos.state import events as ev
+
+RIGHT_PROC = "proc"  # ordinary process calls
+RIGHT_ADMIN = "admin"  # kernel administration (status, shutdown, events, ...)
+ALL_RIGHTS = frozenset({RIGHT_PROC, RIGHT_ADMIN})
+AGENT_RIGHTS = frozenset({RIGHT_PROC})
+
+
+@dataclass(slots=True)
+class Caller:
+    pid: int
+    kind: str  # "agent" | "session"
+    rights: frozenset[str] = ALL_RIGHTS
+    epoch: int = 0
+    task: int = 0
+    n: int = 0
+    intent: ev.SyscallBlocked | None = None  # this call's intent recorded before a crash
+
+    @property
+    def syscall_id(self) -> str | None:
+        return f"{self.pid}:{self.epoch}:{self.task}:{self.n}" if self.kind == "agent" else None
+
+
+@dataclass(slots=True)
+class Done:
+    result: Any = None
+    events: list[ev.Payload] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Block:
+    """Park the caller. ``poll`` returns an outcome when it can proceed (or raises)."""
+
+    call: str
+    poll: Callable[[], Done | None] | None = None
+    deadline_ns: int | None = None
+    on_deadline: Callable[[], Done] | None = None  # default: Done(None)
+
+
+@dataclass(slots=True)
+class Stream:
+    """A streamed reply (sessions only): ``backlog`` items now, then one item per committed event
+    that ``follow`` maps to something other than None, until ``until`` says stop."""
+
+    backlog: list[Any]
+    follow: Callable[[Any], Any] | None = None
+    until: Callable[[Any], bool] | None = None

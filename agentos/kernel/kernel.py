@@ -1,0 +1,299 @@
+"""The kernel: boot, the event pipeline, syscall dispatch and parked callers. It stays small.
+
+Principles (after curio's kernel.py):
+
+* **State changes only through events.** ``emit`` stamps a payload with its sequence number
+  and chain digest, applies it to live state, hands it to the group committer and tells the
+  instruments (the agent runner, the socket server). Nothing else mutates state.
+* **Handlers decide, the kernel applies.** ``call`` validates untrusted arguments against the
+  table's schema, checks the right the row names, runs the handler, and emits the events it
+  returned. A handler that needs to wait returns ``Block``; the kernel parks the caller and
+  re-polls it when processes change or its deadline passes.
+* **Nothing leaves before it is durable.** Runtimes await ``committer.durable(seq)`` before
+  any reply or console line goes out; instruments that stream see only committed batches.
+
+Discussion: the kernel does not import the runtimes (they sit above it). The agent runner and
+the socket server attach themselves as instruments and receive every applied event through
+``on_event``; that is how a KILL emitted here closes a coroutine there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agentos import __version__, param
+from agentos.abi.syscalls import decode_args
+from agentos.errors import AgentOSError, InternalError, InvalidArgument, PermissionDenied
+from agentos.kernel import sysproc
+from agentos.kernel.boot import load_state
+from agentos.kernel.calls import Block, Caller, Done, Stream
+from agentos.kernel.commit import GroupCommitter
+from agentos.kernel.syscall import SYSCALLS
+from agentos.state import events as ev
+from agentos.state.snapshot import to_pieces
+from agentos.state.world import PROJECTION_VERSION, State, apply
+from agentos.store.events import EventRecord, Sequencer
+from agentos.store.home import Home
+from agentos.store.log import EventLog
+
+log = logging.getLogger("agentos.kernel")
+
+_WAKING_KINDS = frozenset({"proc.exited", "proc.reaped", "proc.reparented"})
+
+
+class Instrument(Protocol):
+    def on_event(self, seq: int, payload: ev.Payload) -> None: ...
+
+    def on_committed(self, batch: list[EventRecord]) -> None: ...
+
+
+@dataclass(slots=True)
+class Parked:
+    caller: Caller
+    block: Block
+    reply: Callable[[Any, BaseException | None], None]
+    timer: asyncio.TimerHandle | None = None
+
+
+class Kernel:
+    def __init__(self, home: Home, *, durability: str | None = None) -> None:
+        self.home = home
+        self.durability = durability
+        self.instruments: list[Instrument] = []
+        self.parked: dict[object, Parked] = {}
+        self.sessions_cwd: dict[int, str] = {}
+        self.resumed_at_boot: list[int] = []
+        self.boot_ms = 0.0
+        self.started_monotonic = time.monotonic()
+        self.shutdown_requested = asyncio.Event()
+        self.shutdown_kill = False
+        self.fatal: BaseException | None = None
+        self._waits_dirty = False
+        self._recent_blobs: dict[str, bytes] = {}
+        self._last_snapshot_seq = 0
+        self._snapshotting = False
+
+    # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
+
+    def boot(self) -> None:
+        t0 = time.perf_counter()
+        self.home.create()
+        self.home.acquire_lock()
+        config = self.home.config()
+        self.log = EventLog(
+            self.home.log_db,
+            durability=self.durability or config.get("durability", "normal"),
+            hmac_key=self.home.hmac_key(),
+        )
+        self.reader = self.log.reader()
+        self.state, self._last_snapshot_seq = load_state(self.log)
+        head_seq, head_digest = self.log.head()
+        self.sequencer = Sequencer(head_seq + 1, head_digest)
+        self.committer = GroupCommitter(self.log, head_seq, self._on_committed, self._on_commit_failure)
+        self.log.ensure_branch(param.MAIN_BRANCH, None, None, time.time_ns(), "main")
+        self.boot_number = self.state.ledger.boots + 1
+        self.emit(
+            ev.KernelBooted(
+                boot=self.boot_number,
+                version=__version__,
+                os_pid=os.getpid(),
+                hash_seed=self.home.hash_seed(),
+                durability=self.log.durability,
+            )
+        )
+        self._ensure_init()
+        self._end_lost_sessions()
+        self.boot_ms = (time.perf_counter() - t0) * 1000
+
+    def start(self) -> None:
+        """Start the async machinery (call from inside the running loop, after boot)."""
+        self.committer.start()
+
+    def _ensure_init(self) -> None:
+        if self.state.world.procs.get(param.INIT_PID) is None:
+            self.emit(ev.ProcSpawned(pid=param.INIT_PID, ppid=0, name="init", kind="init"))
+            self.emit(ev.ProcStarted(pid=param.INIT_PID))
+
+    def _end_lost_sessions(self) -> None:
+        for p in self.state.world.procs.alive():
+            if p.kind == "session":
+                self.emit_all(sysproc.exit_events(self, p, 1, reason="session lost: the kernel restarted"))
+
+    # -- the event pipeline ------------------------------------------------------------------
+
+    @property
+    def head_seq(self) -> int:
+        return self.sequencer.next_seq - 1
+
+    def emit(
+        self,
+        payload: ev.Payload,
+        pid: int = param.KERNEL_PID,
+        *,
+        syscall: str | None = None,
+        correlation: str | None = None,
+        blobs: dict[str, bytes] | None = None,
+    ) -> int:
+        if self.fatal is not None:
+            raise InternalError("the kernel has stopped after a failed commit", code="ESTORE")
+        ts = time.time_ns()
+        record = self.sequencer.stamp(
+            branch=self.state.world.branch,
+            kind=payload.KIND,
+            version=payload.VERSION,
+            pid=pid,
+            syscall=syscall,
+            correlation=correlation,
+            ts=ts,
+            payload=ev.encode(payload),
+        )
+        apply(self.state, record.seq, ts, payload)
+        self.committer.add(record, blobs)
+        if blobs:
+            if len(self._recent_blobs) > 256:
+                self._recent_blobs.clear()
+            self._recent_blobs.update(blobs)
+        if payload.KIND in _WAKING_KINDS:
+            self._schedule_wait_recheck()
+        for inst in self.instruments:
+            inst.on_event(record.seq, payload)
+        if record.seq - self._last_snapshot_seq >= param.SNAPSHOT_EVERY_EVENTS and not self._snapshotting:
+            self._snapshot_soon()
+        return record.seq
+
+    def emit_all(
+        self,
+        payloads: list[ev.Payload],
+        pid: int = param.KERNEL_PID,
+        *,
+        syscall: str | None = None,
+        blobs: dict[str, bytes] | None = None,
+    ) -> int:
+        seq = self.head_seq
+        for i, payload in enumerate(payloads):
+            seq = self.emit(payload, pid, syscall=syscall, blobs=blobs if i == 0 else None)
+        return seq
+
+    def _on_committed(self, batch: list[EventRecord]) -> None:
+        for inst in self.instruments:
+            inst.on_committed(batch)
+
+    def _on_commit_failure(self, exc: BaseException) -> None:
+        self.fatal = exc
+        self.shutdown_requested.set()
+
+    def blob(self, h: str) -> bytes | None:
+        """A blob by hash: from those emitted but maybe not yet committed, else from the log."""
+        return self._recent_blobs.get(h) or self.log.get_blob(h, self.reader)
+
+    # -- syscalls ----------------------------------------------------------------------------
+
+    def call(self, caller: Caller, name: Any, raw_args: Any) -> Done | Block | Stream:
+        """Validate, authorise and decide one syscall; emit the events of a Done outcome."""
+        row = SYSCALLS.get(name) if isinstance(name, str) else None
+        if row is None:
+            raise InvalidArgument(f"unknown syscall {name!r}", code="ENOSYS")
+        args = decode_args(row.schema, raw_args)
+        if row.right not in caller.rights:
+            raise PermissionDenied(
+                f"{name} needs the {row.right!r} right, which process {caller.pid} does not hold",
+                code="EACCES",
+            )
+        outcome = row.handler(self, caller, args)
+        if isinstance(outcome, Done) and outcome.events:
+            self.emit_all(outcome.events, caller.pid, syscall=caller.syscall_id, blobs=outcome.blobs)
+        return outcome
+
+    def park(
+        self, token: object, caller: Caller, block: Block, reply: Callable[[Any, BaseException | None], None]
+    ) -> None:
+        """Hold a blocked caller until its poll succeeds or its deadline passes."""
+        parked = Parked(caller, block, reply)
+        if block.deadline_ns is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, (block.deadline_ns - time.time_ns()) / 1e9)
+            parked.timer = loop.call_later(delay, self._deadline, token)
+        self.parked[token] = parked
+
+    def unpark(self, token: object) -> Parked | None:
+        parked = self.parked.pop(token, None)
+        if parked is not None and parked.timer is not None:
+            parked.timer.cancel()
+        return parked
+
+    def _deadline(self, token: object) -> None:
+        parked = self.unpark(token)
+        if parked is None:
+            return
+        on_deadline = parked.block.on_deadline or (lambda: Done(None))
+        self._finish(parked, on_deadline)
+
+    def _finish(self, parked: Parked, decide: Callable[[], Done | None]) -> bool:
+        try:
+            done = decide()
+        except AgentOSError as exc:
+            parked.reply(None, exc)
+            return True
+        if done is None:
+            return False
+        if done.events:
+            self.emit_all(done.events, parked.caller.pid, syscall=parked.caller.syscall_id, blobs=done.blobs)
+        parked.reply(done.result, None)
+        return True
+
+    def _schedule_wait_recheck(self) -> None:
+        if not self._waits_dirty:
+            self._waits_dirty = True
+            asyncio.get_running_loop().call_soon(self._recheck_waits)
+
+    def _recheck_waits(self) -> None:
+        self._waits_dirty = False
+        for token, parked in list(self.parked.items()):
+            if parked.block.poll is None or token not in self.parked:
+                continue
+            if self._finish(parked, parked.block.poll):
+                self.unpark(token)
+
+    def session_cwd(self, pid: int) -> str | None:
+        return self.sessions_cwd.get(pid)
+
+    # -- snapshots and shutdown ----------------------------------------------------------------
+
+    def _snapshot_soon(self) -> None:
+        self._snapshotting = True
+        asyncio.get_running_loop().create_task(self.snapshot())
+
+    async def snapshot(self) -> int:
+        """Write a snapshot of the state as of now, once the log is durable up to it."""
+        try:
+            state_copy = State(seq=self.state.seq, world=self.state.world, ledger=self.state.ledger)
+            manifest, pieces = to_pieces(state_copy)
+            seq = state_copy.seq
+            await self.committer.durable(seq)
+            await self.committer.run_in_writer(
+                self.log.put_snapshot, self.state.world.branch, seq, PROJECTION_VERSION, manifest, pieces
+            )
+            self._last_snapshot_seq = seq
+            return seq
+        finally:
+            self._snapshotting = False
+
+    def request_shutdown(self, *, kill: bool) -> None:
+        self.shutdown_kill = kill
+        self.shutdown_requested.set()
+
+    async def close(self, *, clean: bool) -> None:
+        if self.fatal is None:
+            if clean:
+                self.emit(ev.KernelShutdown(boot=self.boot_number, killed_agents=self.shutdown_kill))
+                await self.snapshot()
+            await self.committer.close(self.head_seq)
+        self.reader.close()
+        self.log.close()
+        self.home.release_lock()

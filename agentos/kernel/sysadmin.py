@@ -1,0 +1,134 @@
+"""sys_* handlers for administration: status, shutdown, events, logs, state_hash, verify.
+
+These rows need the ``admin`` right (held by sessions, the user's own clients). Reads of the
+log go through the kernel's read-only connection and stop at the durable sequence number, so
+nothing not yet durable is ever shown (ARCHITECTURE.md §4.3).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from agentos import __version__
+from agentos.abi import syscalls as sc
+from agentos.errors import NotFound
+from agentos.kernel.calls import Caller, Done, Stream
+from agentos.state import events as ev
+from agentos.state.proc import DEAD, ZOMBIE
+from agentos.state.world import state_hash
+from agentos.store.events import EventRecord
+from agentos.store.log import sqlite_version
+
+if TYPE_CHECKING:
+    from agentos.kernel.kernel import Kernel
+
+
+def event_row(r: EventRecord) -> dict[str, Any]:
+    return {
+        "seq": r.seq,
+        "branch": r.branch,
+        "kind": r.kind,
+        "version": r.version,
+        "pid": r.pid,
+        "syscall": r.syscall,
+        "correlation": r.correlation,
+        "ts": r.ts,
+        "payload": msgspec.json.decode(r.payload),
+        "digest": r.digest.hex(),
+    }
+
+
+def sys_status(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
+    procs = k.state.world.procs.procs.values()
+    counts: dict[str, int] = {}
+    for p in procs:
+        counts[p.state] = counts.get(p.state, 0) + 1
+    return Done(
+        {
+            "version": __version__,
+            "os_pid": os.getpid(),
+            "home": str(k.home.path),
+            "boot": k.boot_number,
+            "uptime_s": round(time.monotonic() - k.started_monotonic, 3),
+            "seq": k.head_seq,
+            "durable_seq": k.committer.durable_seq,
+            "commit_batches": k.committer.batches,
+            "branch": k.state.world.branch,
+            "processes": counts,
+            "durability": k.log.durability,
+            "sqlite_version": ".".join(map(str, sqlite_version())),
+            "sqlite_libraries": sorted(m for m in ("apsw", "_sqlite3") if m in sys.modules),
+            "hash_seed": os.environ.get("PYTHONHASHSEED"),
+            "resumed": k.resumed_at_boot,
+            "boot_ms": k.boot_ms,
+        }
+    )
+
+
+def sys_shutdown(k: Kernel, c: Caller, a: sc.ShutdownArgs) -> Done:
+    k.request_shutdown(kill=a.kill)
+    return Done({"shutting_down": True, "kill": a.kill})
+
+
+def sys_state_hash(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
+    return Done({"seq": k.state.seq, "hash": state_hash(k.state)})
+
+
+def sys_verify(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
+    ok, detail = k.log.verify_chain(k.reader)
+    return Done({"ok": ok, "detail": detail})
+
+
+def sys_events(k: Kernel, c: Caller, a: sc.EventsArgs) -> Done | Stream:
+    durable = k.committer.durable_seq
+    kinds = [a.kind] if a.kind else None
+    backlog = [
+        event_row(r)
+        for r in k.log.read(a.since, until=durable, pid=a.pid, kinds=kinds, limit=a.limit, conn=k.reader)
+    ]
+    if not a.follow:
+        return Done(backlog)
+
+    def follow(r: EventRecord) -> dict[str, Any] | None:
+        if r.seq <= durable or (a.pid is not None and r.pid != a.pid) or (a.kind and r.kind != a.kind):
+            return None
+        return event_row(r)
+
+    return Stream(backlog, follow)
+
+
+def _console_item(k: Kernel, r: EventRecord, pid: int) -> dict[str, Any] | None:
+    if r.kind != "console.write":
+        return None
+    w = ev.decode(r.kind, r.version, r.payload)
+    if not isinstance(w, ev.ConsoleWrite) or pid not in (w.pid, w.console):
+        return None
+    data = k.blob(w.blob) or b""
+    return {"seq": r.seq, "pid": w.pid, "stream": w.stream, "data": data.decode("utf-8", "replace")}
+
+
+def sys_logs(k: Kernel, c: Caller, a: sc.LogsArgs) -> Done | Stream:
+    p = k.state.world.procs.get(a.pid)
+    if p is None:
+        raise NotFound(f"no process {a.pid}", code="ESRCH")
+    durable = k.committer.durable_seq
+    backlog = [
+        item for r in k.log.console_of(a.pid, durable, k.reader) if (item := _console_item(k, r, a.pid))
+    ]
+    if not a.follow or p.state in (ZOMBIE, DEAD):
+        return Done(backlog)
+
+    def follow(r: EventRecord) -> dict[str, Any] | None:
+        return _console_item(k, r, a.pid) if r.seq > durable else None
+
+    def until(r: EventRecord) -> bool:
+        return (
+            r.kind == "proc.exited" and r.seq > durable and msgspec.json.decode(r.payload).get("pid") == a.pid
+        )
+
+    return Stream(backlog, follow, until)

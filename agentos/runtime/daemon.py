@@ -1,0 +1,111 @@
+"""Run a kernel: boot it, attach the runtimes, serve until shutdown. The boot order, a line a step.
+
+``serve`` is what ``agentos boot`` runs (in the foreground, or in a detached child). SIGTERM
+and SIGINT ask for a clean shutdown: live agents are suspended and resumed by replay at the
+next boot; ``shutdown --kill`` terminates them instead (TERM, then KILL after the grace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+
+from agentos import param
+from agentos.errors import AgentOSError
+from agentos.kernel.calls import Caller
+from agentos.kernel.kernel import Kernel
+from agentos.runtime.console import ConsoleCapture
+from agentos.runtime.server import SocketServer
+from agentos.runtime.stepper import AgentRunner
+from agentos.runtime.watchdog import Watchdog
+from agentos.store.home import Home, short_socket_path
+
+log = logging.getLogger("agentos.daemon")
+
+
+async def serve(
+    home: Home, *, durability: str | None = None, resume: bool = True, ready: asyncio.Event | None = None
+) -> int:
+    """Boot a kernel on ``home`` and serve until shutdown; return the process exit code."""
+    kernel = Kernel(home, durability=durability)
+    kernel.boot()
+    kernel.start()
+    capture = ConsoleCapture()
+    capture.install()
+    watchdog = Watchdog(param.WATCHDOG_SECONDS)
+    watchdog.start()
+    runner = AgentRunner(kernel, watchdog, capture)
+    server = SocketServer(kernel)
+    with contextlib.suppress(FileNotFoundError):
+        home.socket.unlink()  # a stale socket left by kill -9
+    with short_socket_path(home.path) as sock_path:
+        await server.listen(sock_path)
+    os.chmod(home.socket, 0o600)
+    if resume:
+        for p in sorted(kernel.state.world.procs.alive(), key=lambda p: p.pid):
+            if p.kind == "agent":
+                runner.resume(p)
+    dispatcher = asyncio.get_running_loop().create_task(runner.run(), name="dispatcher")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, kernel.request_shutdown, False)
+    log.info(
+        "kernel serving on %s (boot %d, %d events, boot took %.1f ms)",
+        home.socket,
+        kernel.boot_number,
+        kernel.head_seq,
+        kernel.boot_ms,
+    )
+    if ready is not None:
+        ready.set()
+    await kernel.shutdown_requested.wait()
+    if kernel.shutdown_kill and kernel.fatal is None:
+        await _terminate_agents(kernel)
+    dispatcher.cancel()
+    watchdog.stop()
+    capture.uninstall()
+    with contextlib.suppress(FileNotFoundError):
+        home.socket.unlink()
+    if kernel.fatal is None:
+        await kernel.committer.durable(kernel.head_seq)
+    await server.close()
+    await kernel.close(clean=kernel.fatal is None)
+    if kernel.fatal is not None:
+        log.critical("kernel stopped: %s", kernel.fatal)
+        return 70
+    log.info("kernel shut down cleanly")
+    return 0
+
+
+async def _terminate_agents(kernel: Kernel) -> None:
+    """TERM every live agent, wait out the grace period, then KILL what is left."""
+    admin = Caller(param.KERNEL_PID, "kernel")
+
+    def live() -> list[int]:
+        return [p.pid for p in kernel.state.world.procs.alive() if p.kind == "agent"]
+
+    for pid in live():
+        with contextlib.suppress(AgentOSError):
+            kernel.call(admin, "kill", {"pid": pid, "sig": "TERM"})
+    deadline = time.monotonic() + param.TERM_GRACE_SECONDS
+    while live() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    for pid in live():
+        with contextlib.suppress(AgentOSError):
+            kernel.call(admin, "kill", {"pid": pid, "sig": "KILL"})
+
+
+def setup_logging(home: Home, *, foreground: bool) -> None:
+    handlers: list[logging.Handler] = [logging.FileHandler(home.kernel_log)]
+    if foreground:
+        handlers.append(logging.StreamHandler())
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )

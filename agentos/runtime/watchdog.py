@@ -1,0 +1,65 @@
+"""A watchdog thread that interrupts an in-kernel agent running too long without yielding.
+
+Cooperative scheduling in one Python thread cannot preempt: the watchdog raises
+``WatchdogInterrupt`` asynchronously in the kernel thread (``PyThreadState_SetAsyncExc``),
+which takes effect at the next Python bytecode the agent runs. It cannot interrupt a long C
+call (``time.sleep(100)``, a huge regex); CPU-heavy or untrusted work belongs in a sandboxed
+worker. The exception is a BaseException, so ``except Exception`` in the agent won't hide it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+class WatchdogInterrupt(BaseException):
+    """Raised inside an agent that ran longer than the watchdog allows without a syscall."""
+
+
+class Watchdog:
+    def __init__(self, limit_seconds: float) -> None:
+        self.limit = limit_seconds
+        self.thread_id = threading.get_ident()
+        self.fired = 0
+        self._lock = threading.Lock()
+        self._step_started: float | None = None
+        self._step_fired = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="agentos-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def begin_step(self) -> None:
+        with self._lock:
+            self._step_started = time.monotonic()
+            self._step_fired = False
+
+    def end_step(self) -> bool:
+        """Mark the step over; return whether the watchdog fired during it."""
+        with self._lock:
+            fired = self._step_fired
+            self._step_started = None
+            if fired:  # a pending interrupt must not land in kernel code after the step
+                _set_async_exc(self.thread_id, ctypes.py_object())
+            return fired
+
+    def _watch(self) -> None:
+        tick = min(0.05, self.limit / 4)
+        while not self._stop.wait(tick):
+            with self._lock:
+                started = self._step_started
+                if started is None or time.monotonic() - started < self.limit:
+                    continue
+                self._step_started = time.monotonic()  # fire again after another full period
+                self._step_fired = True
+                self.fired += 1
+                _set_async_exc(self.thread_id, ctypes.py_object(WatchdogInterrupt))

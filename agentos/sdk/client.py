@@ -1,0 +1,104 @@
+"""A blocking client of the socket ABI: what the CLI (and any Python script) uses.
+
+    with Client.connect(home) as c:
+        print(c.call("ps"))
+
+Each connection is a session process in the kernel. ``call`` returns the ``ok`` value or
+raises the typed error; ``stream`` yields ``more`` items until the final reply (and the items of
+a final reply that is a list, which is how an unfollowed ``events`` or ``logs`` answers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agentos import param
+from agentos.abi.frames import encode_frame, read_frame
+from agentos.errors import InternalError, NetworkError, error_from_wire
+
+SOCKET_NAME = "kernel.sock"
+
+
+class Client:
+    def __init__(self, sock: socket.socket, name: str = "client") -> None:
+        self.sock = sock
+        self._ids = itertools.count(1)
+        hello = self.call("hello", abi=param.ABI_VERSION, client=name, cwd=os.getcwd())
+        self.pid: int = hello["pid"]
+        self.kernel_version: str = hello["version"]
+
+    @classmethod
+    def connect(cls, home: Path | str, name: str = "client", timeout: float | None = None) -> Client:
+        path = Path(home) / SOCKET_NAME
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if timeout is not None:
+            sock.settimeout(timeout)
+        try:
+            if len(str(path).encode()) < 100:
+                sock.connect(str(path))
+            else:  # long home paths: reach the socket through a directory fd
+                fd = os.open(Path(home), os.O_PATH | os.O_DIRECTORY)
+                try:
+                    sock.connect(f"/proc/self/fd/{fd}/{SOCKET_NAME}")
+                finally:
+                    os.close(fd)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise NetworkError(
+                f"no kernel is running on {home} ({exc.strerror}); start one with 'agentos boot'"
+            ) from None
+        return cls(sock, name)
+
+    def send(self, call: str, **args: Any) -> int:
+        req_id = next(self._ids)
+        self.sock.sendall(encode_frame({"id": req_id, "call": call, "args": args}))
+        return req_id
+
+    def _read(self) -> dict[str, Any]:
+        msg = read_frame(self.sock)
+        if msg is None:
+            raise NetworkError("the kernel closed the connection", code="ECONNRESET")
+        if not isinstance(msg, dict):
+            raise InternalError(f"malformed reply from the kernel: {msg!r}")
+        return msg
+
+    def call(self, call: str, **args: Any) -> Any:
+        req_id = self.send(call, **args)
+        while True:
+            msg = self._read()
+            if msg.get("id") not in (req_id, None):
+                continue
+            if "err" in msg:
+                raise error_from_wire(msg["err"])
+            if "more" in msg:
+                continue
+            return msg.get("ok")
+
+    def stream(self, call: str, **args: Any) -> Iterator[Any]:
+        req_id = self.send(call, **args)
+        while True:
+            msg = self._read()
+            if msg.get("id") not in (req_id, None):
+                continue
+            if "err" in msg:
+                raise error_from_wire(msg["err"])
+            if "more" in msg:
+                yield msg["more"]
+                continue
+            if isinstance(msg.get("ok"), list):  # not followed: the whole answer in the final reply
+                yield from msg["ok"]
+            return
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

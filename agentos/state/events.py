@@ -1,0 +1,213 @@
+"""Typed, versioned event payloads, one struct per kind, and their (de)serialisation.
+
+Each payload class names its ``kind`` and ``version``; ``encode`` gives the canonical JSON
+text stored in the log, ``decode`` reads it back through the upcasters registered for older
+versions (the log is never rewritten). Kinds are grouped by subsystem prefix: ``kernel.``,
+``proc.``, ``sys.`` (the syscall journal), ``console.``, ``ledger.``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+
+class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    KIND: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+
+KINDS: dict[str, type[Payload]] = {}
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def event(kind: str, version: int = 1) -> Callable[[type[Payload]], type[Payload]]:
+    def register(cls: type[Payload]) -> type[Payload]:
+        cls.KIND, cls.VERSION = kind, version
+        KINDS[kind] = cls
+        return cls
+
+    return register
+
+
+# -- kernel ------------------------------------------------------------------------------
+
+
+@event("kernel.booted")
+class KernelBooted(Payload):
+    boot: int
+    version: str
+    os_pid: int
+    hash_seed: int
+    durability: str
+
+
+@event("kernel.shutdown")
+class KernelShutdown(Payload):
+    boot: int
+    killed_agents: bool
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+@event("proc.spawned")
+class ProcSpawned(Payload):
+    pid: int
+    ppid: int
+    name: str
+    kind: str  # init | session | agent
+    target: str = ""
+    entry: str = ""
+    argv: list[str] = []
+    code: str = ""  # blob hash of the agent's source as read at spawn
+    filename: str = ""
+    package: str = ""
+
+
+@event("proc.started")
+class ProcStarted(Payload):
+    pid: int
+
+
+@event("proc.stopped")
+class ProcStopped(Payload):
+    pid: int
+    reason: str = "SIGSTOP"
+
+
+@event("proc.continued")
+class ProcContinued(Payload):
+    pid: int
+
+
+@event("proc.signaled")
+class ProcSignaled(Payload):
+    pid: int
+    sig: str
+    sender: int
+
+
+@event("proc.exited")
+class ProcExited(Payload):
+    pid: int
+    status: int
+    signal: str | None = None
+    fault: str | None = None
+    reason: str = ""
+
+
+@event("proc.reparented")
+class ProcReparented(Payload):
+    pid: int
+    ppid: int
+
+
+@event("proc.reaped")
+class ProcReaped(Payload):
+    pid: int
+    by: int
+
+
+@event("proc.resume_started")
+class ProcResumeStarted(Payload):
+    pid: int
+
+
+@event("proc.resumed")
+class ProcResumed(Payload):
+    pid: int
+    replayed_calls: int
+
+
+@event("proc.quarantined")
+class ProcQuarantined(Payload):
+    pid: int
+    reason: str
+
+
+@event("proc.continued_as_new")
+class ProcContinuedAsNew(Payload):
+    pid: int
+    argv: list[str]
+    epoch: int
+
+
+# -- the syscall journal -----------------------------------------------------------------
+
+
+@event("sys.blocked")
+class SyscallBlocked(Payload):
+    """A blocking call's intent, journaled on entry (a resumed sleep keeps its deadline)."""
+
+    pid: int
+    epoch: int
+    task: int
+    n: int
+    call: str
+    deadline_ns: int | None = None
+
+
+@event("sys.done")
+class SyscallDone(Payload):
+    pid: int
+    epoch: int
+    task: int
+    n: int
+    call: str
+    args_digest: str
+    result: Any = None
+    result_bytes: bool = False  # result is base64 of bytes
+    error: dict[str, Any] | None = None
+    cancelled: bool = False
+
+
+# -- console -----------------------------------------------------------------------------
+
+
+@event("console.write")
+class ConsoleWrite(Payload):
+    pid: int
+    console: int  # whose console: a child agent writes to its parent agent's, as Unix stdio
+    stream: str
+    blob: str
+    size: int
+    n: int = -1  # call counter at which print() output was produced, -1 for write_console
+    epoch: int = 0
+
+
+# -- ledger (global, monotone: never rewound) ---------------------------------------------
+
+
+@event("ledger.cpu")
+class CpuCharged(Payload):
+    pid: int
+    ns: int
+
+
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+def encode(payload: Payload) -> bytes:
+    return _encoder.encode(payload)
+
+
+_decoders: dict[str, msgspec.json.Decoder] = {}
+
+
+def decode(kind: str, version: int, text: bytes) -> Payload:
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise KeyError(f"unknown event kind {kind!r}")
+    if version != cls.VERSION:
+        raw = msgspec.json.decode(text)
+        while version < cls.VERSION:
+            raw = UPCASTERS[(kind, version)](raw)
+            version += 1
+        return msgspec.convert(raw, cls)
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.json.Decoder(cls)
+    return dec.decode(text)

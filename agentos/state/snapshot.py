@@ -1,0 +1,59 @@
+"""Structural snapshots of the projected state: a manifest of content-addressed pieces.
+
+Each process is its own piece, so a snapshot stores only the pieces that changed since the
+last one (unchanged pieces hash the same and are already in the blob store): storage grows
+with what changed, not with the size of the state. Snapshots are caches keyed by
+(branch, seq, projection version), never a source of truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import msgspec
+
+from agentos.state.proc import Process, ProcessTable
+from agentos.state.world import Ledger, State, World
+
+
+class Manifest(msgspec.Struct):
+    seq: int
+    branch: int
+    ledger: str
+    procs: dict[str, str]  # pid -> piece hash
+
+
+def to_pieces(state: State) -> tuple[bytes, dict[str, bytes]]:
+    pieces: dict[str, bytes] = {}
+
+    def put(obj: object) -> str:
+        data = msgspec.msgpack.encode(obj)
+        h = hashlib.sha256(data).hexdigest()
+        pieces[h] = data
+        return h
+
+    manifest = Manifest(
+        seq=state.seq,
+        branch=state.world.branch,
+        ledger=put(state.ledger),
+        procs={str(pid): put(p) for pid, p in sorted(state.world.procs.procs.items())},
+    )
+    return msgspec.msgpack.encode(manifest), pieces
+
+
+def from_pieces(manifest_bytes: bytes, get_blob: Callable[[str], bytes | None]) -> State:
+    """Rebuild the state from a manifest; raise KeyError if a piece is missing."""
+    manifest = msgspec.msgpack.decode(manifest_bytes, type=Manifest)
+
+    def get(h: str) -> bytes:
+        data = get_blob(h)
+        if data is None or hashlib.sha256(data).hexdigest() != h:
+            raise KeyError(f"snapshot piece {h} missing or corrupt")
+        return data
+
+    procs = {int(pid): msgspec.msgpack.decode(get(h), type=Process) for pid, h in manifest.procs.items()}
+    ledger = msgspec.msgpack.decode(get(manifest.ledger), type=Ledger)
+    return State(
+        seq=manifest.seq, world=World(branch=manifest.branch, procs=ProcessTable(procs)), ledger=ledger
+    )

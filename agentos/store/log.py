@@ -1,0 +1,296 @@
+"""The durable event log: every SQLite decision in one module (as eventsourcing's sqlite.py).
+
+One SQLite file (``log.db`` in the home) in WAL mode holds the events, the content-addressed
+blobs they name, snapshot manifests, branches and a small meta table. Only apsw touches it:
+it bundles a current SQLite (>= 3.51.3; older ones have a WAL-reset corruption bug), and a
+process must never load two SQLite libraries onto one file (their POSIX locks don't mix).
+
+``synchronous=NORMAL`` (the default) survives kill -9 but may lose the last commits on power
+loss; ``FULL`` survives both. Pragmas are set one statement at a time and then asserted:
+apsw silently skips a second pragma after one that returns a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import apsw
+
+from agentos.errors import InternalError
+from agentos.store.events import GENESIS, EventRecord, sign_head, verify_record
+
+MIN_SQLITE = (3, 51, 3)
+DURABILITY = {"normal": 1, "full": 2}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events(
+  seq INTEGER PRIMARY KEY, branch INTEGER NOT NULL, kind TEXT NOT NULL, version INTEGER NOT NULL,
+  pid INTEGER NOT NULL, syscall TEXT, correlation TEXT, ts INTEGER NOT NULL,
+  payload TEXT NOT NULL, prev_digest BLOB NOT NULL, digest BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_pid ON events(pid, seq);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind, seq);
+CREATE TABLE IF NOT EXISTS blobs(hash TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots(
+  branch INTEGER NOT NULL, seq INTEGER NOT NULL, projection_version INTEGER NOT NULL,
+  manifest BLOB NOT NULL, PRIMARY KEY(branch, seq, projection_version));
+CREATE TABLE IF NOT EXISTS branches(
+  id INTEGER PRIMARY KEY, parent INTEGER, fork_seq INTEGER, created_ts INTEGER NOT NULL, name TEXT);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB);
+"""
+
+_INSERT = "INSERT INTO events VALUES(?,?,?,?,?,?,?,?,?,?,?)"
+_COLUMNS = "seq, branch, kind, version, pid, syscall, correlation, ts, payload, prev_digest, digest"
+
+
+class StoreError(InternalError):
+    default_code = "ESTORE"
+
+
+def blob_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sqlite_version() -> tuple[int, ...]:
+    return tuple(int(p) for p in apsw.sqlite_lib_version().split("."))
+
+
+class EventLog:
+    """Append-only log of events, plus blobs and snapshot manifests, in one SQLite file."""
+
+    def __init__(self, path: Path | str, *, durability: str = "normal", hmac_key: bytes = b"") -> None:
+        if sqlite_version() < MIN_SQLITE:
+            raise StoreError(f"SQLite {apsw.sqlite_lib_version()} is too old; need >= 3.51.3 (WAL-reset bug)")
+        if durability not in DURABILITY:
+            raise StoreError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
+        self.path = Path(path)
+        self.durability = durability
+        self._key = hmac_key
+        self.conn = self._connect()
+        self.conn.execute(SCHEMA)
+
+    def _connect(self) -> apsw.Connection:
+        conn = apsw.Connection(str(self.path))
+        conn.set_busy_timeout(5000)
+        _set_pragma(conn, "journal_mode", "wal", expect="wal")
+        _set_pragma(conn, "synchronous", self.durability, expect=DURABILITY[self.durability])
+        _set_pragma(conn, "foreign_keys", "off", expect=0)
+        return conn
+
+    def reader(self) -> apsw.Connection:
+        """A second connection for reads (sees only committed data), owned by the caller."""
+        conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READONLY)
+        conn.set_busy_timeout(5000)
+        return conn
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, records: list[EventRecord], blobs: dict[str, bytes] | None = None) -> None:
+        """Commit a batch of events and the blobs they name in one transaction."""
+        if not records and not blobs:
+            return
+        try:
+            with self.conn:
+                if blobs:
+                    self.conn.executemany(
+                        "INSERT OR IGNORE INTO blobs VALUES(?,?,?)",
+                        [(h, len(d), d) for h, d in blobs.items()],
+                    )
+                if records:
+                    self.conn.executemany(
+                        _INSERT,
+                        [
+                            (
+                                r.seq,
+                                r.branch,
+                                r.kind,
+                                r.version,
+                                r.pid,
+                                r.syscall,
+                                r.correlation,
+                                r.ts,
+                                r.payload.decode(),
+                                r.prev_digest,
+                                r.digest,
+                            )
+                            for r in records
+                        ],
+                    )
+                    last = records[-1]
+                    self._put_meta("head", last.seq.to_bytes(8, "big") + last.digest + self._sign(last))
+        except apsw.Error as exc:
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    def _sign(self, record: EventRecord) -> bytes:
+        return sign_head(self._key, record.seq, record.digest) if self._key else b""
+
+    def put_blob(self, data: bytes) -> str:
+        h = blob_hash(data)
+        with self.conn:
+            self.conn.execute("INSERT OR IGNORE INTO blobs VALUES(?,?,?)", (h, len(data), data))
+        return h
+
+    def _put_meta(self, key: str, value: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        with self.conn:
+            self._put_meta(key, value)
+
+    def get_meta(self, key: str, conn: apsw.Connection | None = None) -> bytes | None:
+        row = _first((conn or self.conn).execute("SELECT value FROM meta WHERE key=?", (key,)).fetchall())
+        return None if row is None else bytes(row[0])
+
+    def ensure_branch(
+        self, branch_id: int, parent: int | None, fork_seq: int | None, ts: int, name: str
+    ) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO branches VALUES(?,?,?,?,?)", (branch_id, parent, fork_seq, ts, name)
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, bytes]:
+        """(last seq, its digest), or (0, GENESIS) for an empty log."""
+        row = _first(self.conn.execute("SELECT seq, digest FROM events ORDER BY seq DESC LIMIT 1").fetchall())
+        return (0, GENESIS) if row is None else (row[0], bytes(row[1]))
+
+    def read(
+        self,
+        since: int = 0,
+        *,
+        until: int | None = None,
+        pid: int | None = None,
+        kinds: Iterable[str] | None = None,
+        limit: int | None = None,
+        conn: apsw.Connection | None = None,
+    ) -> Iterator[EventRecord]:
+        """Events with seq > since (and <= until), in order, optionally filtered."""
+        where = ["seq > ?"]
+        params: list[object] = [since]
+        if until is not None:
+            where.append("seq <= ?")
+            params.append(until)
+        if pid is not None:
+            where.append("pid = ?")
+            params.append(pid)
+        if kinds is not None:
+            kinds = list(kinds)
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            params.extend(kinds)
+        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        for row in (conn or self.conn).execute(sql, params):
+            yield _record(row)
+
+    def console_of(self, pid: int, until: int, conn: apsw.Connection | None = None) -> list[EventRecord]:
+        """console.write events written by ``pid`` or onto its console (by its child agents)."""
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE kind='console.write' AND seq <= ?"
+            " AND (pid = ? OR json_extract(payload, '$.console') = ?) ORDER BY seq"
+        )
+        return [_record(row) for row in (conn or self.conn).execute(sql, (until, pid, pid))]
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM events").fetchall()[0][0]
+
+    def kind_counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")
+        return {k: n for k, n in rows}
+
+    def get_blob(self, h: str, conn: apsw.Connection | None = None) -> bytes | None:
+        row = _first((conn or self.conn).execute("SELECT data FROM blobs WHERE hash=?", (h,)).fetchall())
+        return None if row is None else bytes(row[0])
+
+    def has_blob(self, h: str) -> bool:
+        return bool(self.conn.execute("SELECT 1 FROM blobs WHERE hash=?", (h,)).fetchall())
+
+    def verify_chain(self, conn: apsw.Connection | None = None) -> tuple[bool, str]:
+        """Walk the whole chain; check every digest, every link, no gap, and the signed head."""
+        conn = conn or self.conn
+        conn.execute("BEGIN")  # one read snapshot for the events and the signed head
+        try:
+            return self._verify(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    def _verify(self, conn: apsw.Connection) -> tuple[bool, str]:
+        prev, expected_seq, last = GENESIS, 1, None
+        for record in self.read(0, conn=conn):
+            if record.seq != expected_seq:
+                return False, f"gap: expected seq {expected_seq}, found {record.seq}"
+            if not verify_record(record, prev):
+                return False, f"digest mismatch at seq {record.seq}"
+            prev, expected_seq, last = record.digest, record.seq + 1, record
+        if last is not None and self._key:
+            head = self.get_meta("head", conn)
+            if head is None or head[8:40] != last.digest or head[40:] != self._sign(last):
+                return False, "signed chain head does not match the last event"
+        return True, f"{expected_seq - 1} events verified"
+
+    # -- snapshots (disposable caches; see snapshots.py) -------------------------------------
+
+    def put_snapshot(
+        self, branch: int, seq: int, projection_version: int, manifest: bytes, pieces: dict[str, bytes]
+    ) -> None:
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES(?,?,?)", [(h, len(d), d) for h, d in pieces.items()]
+            )
+            self.conn.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES(?,?,?,?)",
+                (branch, seq, projection_version, manifest),
+            )
+
+    def latest_snapshot(self, branch: int, projection_version: int, max_seq: int) -> tuple[int, bytes] | None:
+        row = self.conn.execute(
+            "SELECT seq, manifest FROM snapshots WHERE branch=? AND projection_version=? AND seq<=?"
+            " ORDER BY seq DESC LIMIT 1",
+            (branch, projection_version, max_seq),
+        ).fetchall()
+        return (row[0][0], bytes(row[0][1])) if row else None
+
+    def drop_snapshot(self, branch: int, seq: int, projection_version: int) -> None:
+        with self.conn:
+            self.conn.execute(
+                "DELETE FROM snapshots WHERE branch=? AND seq=? AND projection_version=?",
+                (branch, seq, projection_version),
+            )
+
+    def pragma(self, name: str) -> object:
+        return self.conn.execute(f"pragma {name}").fetchall()[0][0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _first(rows: list) -> tuple | None:
+    """Results are always read to the end: an unfinished statement would pin an old WAL snapshot."""
+    return rows[0] if rows else None
+
+
+def _record(row: tuple) -> EventRecord:
+    seq, branch, kind, version, pid, syscall, correlation, ts, payload, prev, digest = row
+    return EventRecord(
+        seq,
+        branch,
+        kind,
+        version,
+        pid,
+        syscall,
+        correlation,
+        ts,
+        payload.encode(),
+        bytes(prev),
+        bytes(digest),
+    )
+
+
+def _set_pragma(conn: apsw.Connection, name: str, value: str, *, expect: object) -> None:
+    conn.execute(f"pragma {name}={value}").fetchall()
+    actual = conn.execute(f"pragma {name}").fetchall()[0][0]
+    if actual != expect:
+        raise StoreError(f"pragma {name} is {actual!r} after setting it to {value!r}")

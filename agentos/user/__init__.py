@@ -1,0 +1,1 @@
+"""Userland: the CLI, the demo (and later the shell, monitor, dashboard) — socket clients only."""

@@ -1,0 +1,60 @@
+"""``agentos run``: spawn an agent, stream its console, exit with its status.
+
+Ctrl-C sends TERM to the agent; a second Ctrl-C detaches (the agent keeps running, adopted by
+init). With ``--detach`` the pid is printed and the command returns at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from agentos.errors import AgentOSError
+from agentos.sdk.client import Client
+
+
+def run_agent(
+    home: Path, target: str, argv: list[str], *, name: str | None = None, detach: bool = False
+) -> int:
+    client = Client.connect(home, "agentos-run")
+    args = {"target": target, "argv": argv}
+    if name:
+        args["name"] = name
+    pid = client.call("spawn", **args)
+    if detach:
+        click.echo(pid)
+        client.close()
+        return 0
+    interrupts = 0
+    while True:
+        try:
+            for item in client.stream("logs", pid=pid, follow=True):
+                out = sys.stderr if item["stream"] == "stderr" else sys.stdout
+                out.write(item["data"])
+                out.flush()
+            status = client.call("wait", pid=pid)
+            break
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts >= 2:
+                click.echo(
+                    f"\nagentos: detached; process {pid} keeps running (agentos logs {pid} -f)", err=True
+                )
+                return 0
+            click.echo(f"\nagentos: sending TERM to {pid} (Ctrl-C again to detach)", err=True)
+            client.close()
+            client = _reconnect_and_term(home, pid)
+    client.close()
+    return int(status.get("status") or 0)
+
+
+def _reconnect_and_term(home: Path, pid: int) -> Client:
+    """The interrupted connection may be mid-frame: use a fresh one (the agent is adopted by init)."""
+    client = Client.connect(home, "agentos-run")
+    try:
+        client.call("kill", pid=pid, sig="TERM")
+    except AgentOSError as err:
+        click.echo(f"agentos: {err}", err=True)
+    return client
