@@ -91,15 +91,25 @@ def sys_events(k: Kernel, c: Caller, a: sc.EventsArgs) -> Done | Stream:
         event_row(r)
         for r in k.log.read(a.since, until=durable, pid=a.pid, kinds=kinds, limit=a.limit, conn=k.reader)
     ]
-    if not a.follow:
-        return Done(backlog)
+    head = k.head_seq
 
     def follow(r: EventRecord) -> dict[str, Any] | None:
         if r.seq <= durable or (a.pid is not None and r.pid != a.pid) or (a.kind and r.kind != a.kind):
             return None
         return event_row(r)
 
-    return Stream(backlog, follow)
+    if a.follow:
+        return Stream(backlog, follow)
+    if len(backlog) >= a.limit:
+        return Done(backlog)
+    return _until_durable(k, backlog, follow, head)
+
+
+def _until_durable(k: Kernel, backlog: list[Any], follow: Any, head: int) -> Done | Stream:
+    """Answer with everything up to ``head``: what is durable now, the rest as it commits."""
+    if head <= k.committer.durable_seq:
+        return Done(backlog)
+    return Stream(backlog, follow, lambda r: r.seq >= head)
 
 
 def _console_item(k: Kernel, r: EventRecord, pid: int) -> dict[str, Any] | None:
@@ -120,11 +130,12 @@ def sys_logs(k: Kernel, c: Caller, a: sc.LogsArgs) -> Done | Stream:
     backlog = [
         item for r in k.log.console_of(a.pid, durable, k.reader) if (item := _console_item(k, r, a.pid))
     ]
-    if not a.follow or p.state in (ZOMBIE, DEAD):
-        return Done(backlog)
 
     def follow(r: EventRecord) -> dict[str, Any] | None:
         return _console_item(k, r, a.pid) if r.seq > durable else None
+
+    if not a.follow or p.state in (ZOMBIE, DEAD):
+        return _until_durable(k, backlog, follow, k.head_seq)
 
     def until(r: EventRecord) -> bool:
         return (

@@ -1,0 +1,1 @@
+"""Helpers for testing AgentOS and agents written for it: real kernels in real processes."""

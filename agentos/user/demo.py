@@ -1,0 +1,159 @@
+"""``agentos demo``: a first-minute tour on a fresh home, narrated for a person.
+
+Boots a real kernel process, runs the sample agents in ``agentos.examples`` (a console
+writer, a parent with children, a failing agent, one terminated by a signal, one that
+survives a real ``kill -9`` of its kernel by replay), prints the process table and a summary
+of the event log, and shuts the kernel down cleanly.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agentos.sdk.client import Client
+from agentos.user import format as fmt
+from agentos.user.boot import boot_detached
+
+BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(n: int, title: str) -> None:
+    say(f"\n{BOLD}{n}. {title}{RESET}")
+
+
+def show_console(c: Client, pid: int, indent: str = "   │ ") -> None:
+    for item in c.stream("logs", pid=pid, follow=True):
+        for line in item["data"].splitlines():
+            say(f"{indent}{line}")
+
+
+def run_and_wait(c: Client, target: str, *argv: str) -> dict[str, Any]:
+    pid = c.call("spawn", target=target, argv=list(argv))
+    show_console(c, pid)
+    st = c.call("wait", pid=pid)
+    say(f"   → process {pid}: {fmt.exit_text(st)}")
+    return st
+
+
+def wait_gone(os_pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(os_pid, os.WNOHANG)
+            if done == os_pid:
+                return
+        except ChildProcessError:
+            if not os.path.exists(f"/proc/{os_pid}"):
+                return
+        time.sleep(0.01)
+
+
+def run_demo(home: Path | None) -> int:
+    temp = None
+    if home is None:
+        temp = tempfile.mkdtemp(prefix="agentos-demo-")
+        home = Path(temp) / "home"
+    try:
+        return _tour(home)
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _tour(home: Path) -> int:
+    say(f"{BOLD}AgentOS demo{RESET} — an operating system for AI agents, in one minute.")
+    step(1, "Boot a kernel")
+    os_pid = boot_detached(home)
+    say(f"   kernel running as OS process {os_pid}; state in {home}")
+    say(f"   {DIM}every state change is an event in {home / 'log.db'} (SQLite, WAL, hash-chained){RESET}")
+    c = Client.connect(home, "demo")
+
+    step(2, "An agent writes to its console (and print() goes there too)")
+    run_and_wait(c, "agentos.examples.hello", "from", "the", "demo")
+
+    step(3, "A parent agent spawns three children and reaps them with wait()")
+    run_and_wait(c, "agentos.examples.family", "3")
+
+    step(4, "An agent that fails exits non-zero")
+    run_and_wait(c, "agentos.examples.failing", "3")
+
+    step(5, "An agent is terminated by a signal")
+    pid = c.call("spawn", target="agentos.examples.sleeper", argv=["3600"])
+    _wait_state(c, pid, "blocked")
+    say(f"   process {pid} is asleep for an hour; sending it TERM")
+    c.call("kill", pid=pid, sig="TERM")
+    show_console(c, pid)
+    say(f"   → process {pid}: {fmt.exit_text(c.call('wait', pid=pid))}")
+
+    step(6, "An agent survives kill -9 of its kernel")
+    pid = c.call("spawn", target="agentos.examples.counter", argv=["8", "0.25"])
+    seen: list[str] = []
+    for item in c.stream("logs", pid=pid, follow=True):
+        for line in item["data"].splitlines():
+            say(f"   │ {line}")
+            seen.append(line)
+        if len(seen) >= 3:
+            break
+    c.close()
+    os.kill(os_pid, signal.SIGKILL)
+    wait_gone(os_pid)
+    say(f"   {BOLD}kill -9 {os_pid}{RESET}: the kernel is gone mid-run")
+    t0 = time.perf_counter()
+    os_pid = boot_detached(home)
+    c = Client.connect(home, "demo")
+    st = c.call("status")
+    say(
+        f"   rebooted as OS process {os_pid} in {(time.perf_counter() - t0) * 1000:.0f} ms (boot {st['boot']}, {st['seq']} events)"
+    )
+    say(
+        f"   {DIM}the counter is re-run from its start, each syscall answered from its journal, then goes on live:{RESET}"
+    )
+    lines = [item["data"] for item in c.stream("logs", pid=pid, follow=True)]
+    new_lines = "".join(lines).splitlines()[len(seen) :]
+    for line in new_lines:
+        say(f"   │ {line}")
+    st = c.call("wait", pid=pid)
+    say(f"   → process {pid}: {fmt.exit_text(st)}; every tick printed exactly once across the crash")
+
+    step(7, "The process table (ps -a)")
+    for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
+        say(f"   {line}")
+
+    step(8, "The event log")
+    events = list(c.stream("events", limit=100_000))
+    kinds = collections.Counter(e["kind"] for e in events)
+    say(f"   {len(events)} events, sequence 1..{events[-1]['seq']} with no gap:")
+    for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        say(f"     {n:>5}  {kind}")
+    check = c.call("verify")
+    say(f"   hash chain: {'verified' if check['ok'] else 'FAILED'} ({check['detail']})")
+
+    step(9, "Shut down cleanly")
+    c.call("shutdown", kill=False)
+    c.close()
+    wait_gone(os_pid)
+    say("   kernel stopped; a snapshot was written, so the next boot starts from it")
+    say(
+        "\nNext: agentos boot --detach, then agentos run agentos/examples/counter.py 5 — see the README's tour."
+    )
+    return 0 if check["ok"] else 1
+
+
+def _wait_state(c: Client, pid: int, state: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p["pid"] == pid and p["state"] == state for p in c.call("ps")):
+            return
+        time.sleep(0.01)
