@@ -200,17 +200,16 @@ class SocketServer:
     def on_committed(self, batch: list[EventRecord]) -> None:
         durable = batch[-1].seq
         for s in list(self.sessions):
-            s.flush(durable)
-            if not s.streams:
-                continue
-            for r in batch:
-                for req_id, stream in list(s.streams.items()):
+            for req_id, stream in list(s.streams.items()):
+                for r in batch:
                     item = stream.follow(r) if stream.follow else None
                     if item is not None:
-                        s.send_now({"id": req_id, "more": item})
+                        s.reply(r.seq, {"id": req_id, "more": item})
                     if stream.until is not None and stream.until(r):
                         del s.streams[req_id]
-                        s.send_now({"id": req_id, "ok": None, "seq": r.seq})
+                        s.reply(r.seq, {"id": req_id, "ok": None, "seq": r.seq})
+                        break
+            s.flush(durable)
 
     def ended(self, s: Session) -> None:
         self.sessions.discard(s)

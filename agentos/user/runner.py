@@ -27,10 +27,13 @@ def run_agent(
         click.echo(pid)
         client.close()
         return 0
-    interrupts = 0
+    interrupts, shown = 0, 0
     while True:
         try:
             for item in client.stream("logs", pid=pid, follow=True):
+                if item["seq"] <= shown:
+                    continue  # already shown before a reconnect
+                shown = item["seq"]
                 out = sys.stderr if item["stream"] == "stderr" else sys.stdout
                 out.write(item["data"])
                 out.flush()
