@@ -51,7 +51,8 @@ class GroupCommitter:
         self.pending.append(record)
         if blobs:
             self.pending_blobs.update(blobs)
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def durable(self, seq: int) -> None:
         """Return once every event up to ``seq`` is committed (raise if commits failed)."""

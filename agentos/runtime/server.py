@@ -63,6 +63,14 @@ class Session(asyncio.Protocol):
                 return
             self.server.handle(self, message)
 
+    def pause_writing(self) -> None:  # a client that stops reading stops being read
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.ended(self)

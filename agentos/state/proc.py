@@ -12,6 +12,9 @@ States follow one machine (``LEGAL`` lists its edges)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import msgspec
 
 from agentos.state import events as ev
@@ -73,66 +76,111 @@ class ProcessTable(msgspec.Struct):
         return [p for p in self.procs.values() if p.alive]
 
 
-def apply_proc(table: ProcessTable, seq: int, ts: int, e: ev.Payload) -> None:
-    """Fold one proc.* / sys.* event into the process table (deterministic, no I/O)."""
-    match e:
-        case ev.ProcSpawned():
-            parent = table.procs.get(e.ppid)
-            inherits = parent is not None and parent.kind == "agent" and e.kind == "agent"
-            table.procs[e.pid] = Process(
-                console=parent.console if inherits and parent else e.pid,
-                pid=e.pid,
-                ppid=e.ppid,
-                name=e.name,
-                kind=e.kind,
-                target=e.target,
-                entry=e.entry,
-                argv=list(e.argv),
-                code=e.code,
-                filename=e.filename,
-                package=e.package,
-                created_seq=seq,
-                created_ts=ts,
-            )
-        case ev.ProcStarted():
-            table.procs[e.pid].state = READY
-        case ev.SyscallBlocked():
-            p = table.procs[e.pid]
-            p.wait_call = e.call
-            if p.state != STOPPED:
-                p.state = BLOCKED
-        case ev.SyscallDone():
-            p = table.procs[e.pid]
-            p.syscalls += 1
-            if p.wait_call is not None:
-                p.wait_call = None
-                if p.state == BLOCKED:
-                    p.state = READY
-        case ev.ProcStopped():
-            p = table.procs[e.pid]
-            p.state, p.stop_reason = STOPPED, e.reason
-        case ev.ProcQuarantined():
-            p = table.procs[e.pid]
-            p.state, p.stop_reason = STOPPED, f"quarantined: {e.reason}"
-        case ev.ProcContinued():
-            p = table.procs[e.pid]
-            p.state = BLOCKED if p.wait_call else READY
-            p.stop_reason = None
-        case ev.ProcSignaled():
-            p = table.procs[e.pid]
-            p.signals = {**p.signals, e.sig: p.signals.get(e.sig, 0) + 1}
-        case ev.ProcExited():
-            p = table.procs[e.pid]
-            p.state, p.exit_status, p.exit_signal = ZOMBIE, e.status, e.signal
-            p.fault, p.exit_reason, p.exited_ts, p.wait_call = e.fault, e.reason, ts, None
-        case ev.ProcReparented():
-            table.procs[e.pid].ppid = e.ppid
-        case ev.ProcReaped():
-            table.procs[e.pid].state = DEAD
-        case ev.ProcResumeStarted():
-            table.procs[e.pid].resume_failures += 1
-        case ev.ProcResumed():
-            table.procs[e.pid].resume_failures = 0
-        case ev.ProcContinuedAsNew():
-            p = table.procs[e.pid]
-            p.argv, p.epoch = list(e.argv), e.epoch
+def _spawned(t: ProcessTable, seq: int, ts: int, e: ev.ProcSpawned) -> None:
+    parent = t.procs.get(e.ppid)
+    inherits = parent is not None and parent.kind == "agent" and e.kind == "agent"
+    t.procs[e.pid] = Process(
+        console=parent.console if inherits and parent else e.pid,
+        pid=e.pid,
+        ppid=e.ppid,
+        name=e.name,
+        kind=e.kind,
+        target=e.target,
+        entry=e.entry,
+        argv=list(e.argv),
+        code=e.code,
+        filename=e.filename,
+        package=e.package,
+        created_seq=seq,
+        created_ts=ts,
+    )
+
+
+def _started(t: ProcessTable, seq: int, ts: int, e: ev.ProcStarted) -> None:
+    t.procs[e.pid].state = READY
+
+
+def _blocked(t: ProcessTable, seq: int, ts: int, e: ev.SyscallBlocked) -> None:
+    p = t.procs[e.pid]
+    p.wait_call = e.call
+    if p.state != STOPPED:
+        p.state = BLOCKED
+
+
+def _done(t: ProcessTable, seq: int, ts: int, e: ev.SyscallDone) -> None:
+    p = t.procs[e.pid]
+    p.syscalls += 1
+    if p.wait_call is not None:
+        p.wait_call = None
+        if p.state == BLOCKED:
+            p.state = READY
+
+
+def _stopped(t: ProcessTable, seq: int, ts: int, e: ev.ProcStopped) -> None:
+    p = t.procs[e.pid]
+    p.state, p.stop_reason = STOPPED, e.reason
+
+
+def _quarantined(t: ProcessTable, seq: int, ts: int, e: ev.ProcQuarantined) -> None:
+    p = t.procs[e.pid]
+    p.state, p.stop_reason = STOPPED, f"quarantined: {e.reason}"
+
+
+def _continued(t: ProcessTable, seq: int, ts: int, e: ev.ProcContinued) -> None:
+    p = t.procs[e.pid]
+    p.state = BLOCKED if p.wait_call else READY
+    p.stop_reason = None
+
+
+def _signaled(t: ProcessTable, seq: int, ts: int, e: ev.ProcSignaled) -> None:
+    p = t.procs[e.pid]
+    p.signals[e.sig] = p.signals.get(e.sig, 0) + 1
+
+
+def _exited(t: ProcessTable, seq: int, ts: int, e: ev.ProcExited) -> None:
+    p = t.procs[e.pid]
+    p.state, p.exit_status, p.exit_signal = ZOMBIE, e.status, e.signal
+    p.fault, p.exit_reason, p.exited_ts, p.wait_call = e.fault, e.reason, ts, None
+
+
+def _reparented(t: ProcessTable, seq: int, ts: int, e: ev.ProcReparented) -> None:
+    t.procs[e.pid].ppid = e.ppid
+
+
+def _reaped(t: ProcessTable, seq: int, ts: int, e: ev.ProcReaped) -> None:
+    if t.procs[e.pid].kind == "session":
+        del t.procs[e.pid]  # a finished client leaves nothing behind (its history is in the log)
+    else:
+        t.procs[e.pid].state = DEAD
+
+
+def _resume_started(t: ProcessTable, seq: int, ts: int, e: ev.ProcResumeStarted) -> None:
+    t.procs[e.pid].resume_failures += 1
+
+
+def _resumed(t: ProcessTable, seq: int, ts: int, e: ev.ProcResumed) -> None:
+    t.procs[e.pid].resume_failures = 0
+
+
+def _continued_as_new(t: ProcessTable, seq: int, ts: int, e: ev.ProcContinuedAsNew) -> None:
+    p = t.procs[e.pid]
+    p.argv, p.epoch = list(e.argv), e.epoch
+
+
+# event type -> its apply function: a reader finds each transition in one place
+APPLY: dict[type, Callable[[ProcessTable, int, int, Any], None]] = {
+    ev.ProcSpawned: _spawned,
+    ev.ProcStarted: _started,
+    ev.SyscallBlocked: _blocked,
+    ev.SyscallDone: _done,
+    ev.ProcStopped: _stopped,
+    ev.ProcQuarantined: _quarantined,
+    ev.ProcContinued: _continued,
+    ev.ProcSignaled: _signaled,
+    ev.ProcExited: _exited,
+    ev.ProcReparented: _reparented,
+    ev.ProcReaped: _reaped,
+    ev.ProcResumeStarted: _resume_started,
+    ev.ProcResumed: _resumed,
+    ev.ProcContinuedAsNew: _continued_as_new,
+}

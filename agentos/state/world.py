@@ -9,12 +9,14 @@ event of every branch in sequence order and is never rewound (ARCHITECTURE.md §
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from agentos import param
 from agentos.state import events as ev
-from agentos.state.proc import ProcessTable, apply_proc
+from agentos.state.proc import APPLY, ProcessTable
 
 PROJECTION_VERSION = 1
 
@@ -38,22 +40,41 @@ class State(msgspec.Struct):
     ledger: Ledger = msgspec.field(default_factory=Ledger)
 
 
+def _ledger_spawned(ledger: Ledger, e: ev.ProcSpawned) -> None:
+    ledger.next_pid = max(ledger.next_pid, e.pid + 1)
+
+
+def _ledger_booted(ledger: Ledger, e: ev.KernelBooted) -> None:
+    ledger.boots = max(ledger.boots, e.boot)
+
+
+def _ledger_cpu(ledger: Ledger, e: ev.CpuCharged) -> None:
+    ledger.cpu_ns[e.pid] = ledger.cpu_ns.get(e.pid, 0) + e.ns
+    ledger.cpu_total_ns += e.ns
+
+
+LEDGER_APPLY: dict[type, Callable[[Ledger, Any], None]] = {
+    ev.ProcSpawned: _ledger_spawned,
+    ev.KernelBooted: _ledger_booted,
+    ev.CpuCharged: _ledger_cpu,
+}
+
+
 def apply(state: State, seq: int, ts: int, payload: ev.Payload) -> State:
-    """Fold one event into the state. Mutates ``state`` in place and returns it."""
-    ledger = state.ledger
-    ledger.events += 1
+    """Fold one event into the state. Mutates ``state`` in place and returns it.
+
+    The ledger folds every event of every branch; the world only those of its own branch
+    (the kernel hands it exactly those).
+    """
     state.seq = seq
-    match payload:
-        case ev.ProcSpawned():
-            ledger.next_pid = max(ledger.next_pid, payload.pid + 1)
-        case ev.KernelBooted():
-            ledger.boots = max(ledger.boots, payload.boot)
-        case ev.CpuCharged():
-            ledger.cpu_ns = {**ledger.cpu_ns, payload.pid: ledger.cpu_ns.get(payload.pid, 0) + payload.ns}
-            ledger.cpu_total_ns += payload.ns
-            return state
-    if payload.KIND.startswith(("proc.", "sys.")):
-        apply_proc(state.world.procs, seq, ts, payload)
+    state.ledger.events += 1
+    kind = type(payload)
+    ledger_fn = LEDGER_APPLY.get(kind)
+    if ledger_fn is not None:
+        ledger_fn(state.ledger, payload)
+    world_fn = APPLY.get(kind)
+    if world_fn is not None:
+        world_fn(state.world.procs, seq, ts, payload)
     return state
 
 

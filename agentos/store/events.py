@@ -47,12 +47,19 @@ def compute_digest(
     ts: int,
     payload: bytes,
 ) -> bytes:
-    h = hashlib.sha256(prev_digest)
-    h.update(
-        f"{seq}\x1f{branch}\x1f{kind}\x1f{version}\x1f{pid}\x1f{syscall or ''}\x1f{correlation or ''}\x1f{ts}\x1e".encode()
+    text = b"%b%d\x1f%d\x1f%b\x1f%d\x1f%d\x1f%b\x1f%b\x1f%d\x1e%b" % (
+        prev_digest,
+        seq,
+        branch,
+        kind.encode(),
+        version,
+        pid,
+        (syscall or "").encode(),
+        (correlation or "").encode(),
+        ts,
+        payload,
     )
-    h.update(payload)
-    return h.digest()
+    return hashlib.sha256(text).digest()
 
 
 def verify_record(record: EventRecord, prev_digest: bytes) -> bool:
