@@ -1,3 +1,5 @@
+"""``python -m agentos``: the ``agentos`` command."""
+
 from agentos.user.cli import main
 
 main()

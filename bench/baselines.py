@@ -14,6 +14,8 @@ do the same work in plain Python, so that a ratio against them is the kernel's r
    ``events`` schema in WAL mode, ``synchronous=NORMAL``; rows are built (and their digests chained)
    before the clock starts.
 5. :func:`subprocess_spawn`: ``subprocess.run(["/bin/true"])``.
+6. :func:`python_startup`: ``subprocess.run([sys.executable, "-c", "pass"])``: a bare interpreter start, the
+   floor under any boot of a Python kernel.
 
 Reusable parts for the "ours" side: :class:`EchoServer` and :func:`echo_roundtrips` (keep one server up
 across runs), :func:`open_wal_db`, :func:`make_event_rows`, :data:`EVENTS_SCHEMA`. Sockets live in a short
@@ -394,4 +396,10 @@ def sqlite_wal_single_commit(
 def subprocess_spawn(n: int = 300, *, warmup: int = 5, max_seconds: float = 20.0) -> list[float]:
     """``subprocess.run(["/bin/true"], check=True)``: fork/exec + wait, per call."""
     argv = ["/bin/true"]
+    return time_per_op(lambda: subprocess.run(argv, check=True), n, warmup=warmup, max_seconds=max_seconds)
+
+
+def python_startup(n: int = 20, *, warmup: int = 1, max_seconds: float = 20.0) -> list[float]:
+    """``subprocess.run([sys.executable, "-c", "pass"], check=True)``: interpreter start-up + exit, per call."""
+    argv = [sys.executable, "-c", "pass"]
     return time_per_op(lambda: subprocess.run(argv, check=True), n, warmup=warmup, max_seconds=max_seconds)

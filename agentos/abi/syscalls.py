@@ -7,7 +7,7 @@ value is a typed ``InvalidArgument`` before any handler runs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -64,7 +64,7 @@ class RandomArgs(Args):
 
 class WriteConsoleArgs(Args):
     data: Annotated[str, msgspec.Meta(max_length=param.MAX_CONSOLE_WRITE)]
-    stream: Annotated[str, msgspec.Meta(pattern="^(stdout|stderr)$")] = "stdout"
+    stream: Literal["stdout", "stderr"] = "stdout"  # (a pattern's "$" also matched "stdout\n")
 
 
 class PsArgs(Args):
@@ -76,7 +76,7 @@ class ContinueAsNewArgs(Args):
 
 
 class EventsArgs(Args):
-    since: Annotated[int, msgspec.Meta(ge=0)] = 0
+    since: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0  # SQLite integers are 64-bit
     limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
     follow: bool = False
     pid: Pid | None = None
@@ -106,6 +106,14 @@ def decode_args(schema: type[Args], raw: Any) -> Args:
     if not isinstance(raw, dict):
         raise InvalidArgument(f"syscall arguments must be a map, not {type(raw).__name__}")
     try:
-        return msgspec.convert(raw, schema, strict=True)
+        args = msgspec.convert(raw, schema, strict=True)
     except msgspec.ValidationError as exc:
         raise InvalidArgument(str(exc)) from None
+    try:  # events hold strings as UTF-8 JSON, which has no lone surrogates (only agents can send one)
+        _json_encode(args)
+    except UnicodeEncodeError:
+        raise InvalidArgument("strings must be valid Unicode (no lone surrogates)") from None
+    return args
+
+
+_json_encode = msgspec.json.Encoder().encode

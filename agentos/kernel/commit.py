@@ -1,8 +1,9 @@
 """Group commit and the durability barrier of the output-commit rule (ARCHITECTURE.md §4.3).
 
 Events are applied to live state as soon as they are stamped; this writer commits everything
-pending in one transaction on its own thread (apsw releases the GIL while SQLite works), so
-while one batch is being written the next accumulates. ``durable(seq)`` resolves once the log
+pending in one transaction — on its own thread (apsw releases the GIL while SQLite works), so
+while one batch is being written the next accumulates; a small batch under synchronous=NORMAL
+(no fsync) commits on the loop thread instead, which is cheaper than the hop to a thread. ``durable(seq)`` resolves once the log
 is durable up to ``seq``: every output — a socket reply, a console line, an event stream —
 waits on it. A failed commit is fatal: live state is ahead of the log and must not be served.
 """
@@ -20,6 +21,9 @@ from agentos.store.events import EventRecord
 from agentos.store.log import EventLog
 
 log = logging.getLogger("agentos.commit")
+INLINE_COMMIT_MAX = (
+    32  # smaller batches commit on the loop thread; larger ones (and FULL) on the writer thread
+)
 
 
 class GroupCommitter:
@@ -41,6 +45,7 @@ class GroupCommitter:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._wake = asyncio.Event()
+        self._store_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="agentos-commit")
         self._task: asyncio.Task[None] | None = None
 
@@ -66,8 +71,9 @@ class GroupCommitter:
         await fut
 
     async def run_in_writer(self, fn: Callable[..., object], *args: object) -> object:
-        """Run a store write (a snapshot) on the writer thread, in order with commits."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Run a store write (a snapshot) on the writer thread, never at once with a commit."""
+        async with self._store_lock:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,7 +84,13 @@ class GroupCommitter:
                 batch, blobs = self.pending, self.pending_blobs
                 self.pending, self.pending_blobs = [], {}
                 try:
-                    await loop.run_in_executor(self._executor, self.store.append, batch, blobs)
+                    async with self._store_lock:
+                        if len(batch) <= INLINE_COMMIT_MAX and self.store.durability == "normal":
+                            self.store.append(
+                                batch, blobs
+                            )  # no fsync in WAL+NORMAL: cheaper than a thread hop
+                        else:
+                            await loop.run_in_executor(self._executor, self.store.append, batch, blobs)
                 except BaseException as exc:  # noqa: BLE001 - any failure here is fatal by design
                     self._fail(exc)
                     return

@@ -60,6 +60,8 @@ def _read(path: str) -> bytes:
         raise InvalidArgument(f"agent program {path} is a directory") from None
     except OSError as exc:
         raise NotFound(f"cannot read agent program {path}: {exc.strerror}") from None
+    except ValueError:  # an embedded NUL byte
+        raise InvalidArgument(f"agent program path {path!r} is not a valid path") from None
     if len(data) > MAX_SOURCE_BYTES:
         raise InvalidArgument(f"agent program {path} is larger than {MAX_SOURCE_BYTES} bytes", code="E2BIG")
     return data

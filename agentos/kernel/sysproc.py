@@ -87,7 +87,10 @@ def sys_write_console(k: Kernel, c: Caller, a: sc.WriteConsoleArgs) -> Done:
 def console_events(
     k: Kernel, pid: int, text: str, stream: str, n: int = -1, epoch: int = 0
 ) -> tuple[list[ev.Payload], dict]:
-    data = text.encode("utf-8", "surrogateescape")
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (print() of bad text)
+        data = text.encode("utf-8", "backslashreplace")
     h = blob_hash(data)
     p = k.state.world.procs.get(pid)
     console = p.console if p is not None else pid

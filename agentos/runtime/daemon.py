@@ -45,10 +45,10 @@ async def serve(
     with short_socket_path(home.path) as sock_path:
         await server.listen(sock_path)
     os.chmod(home.socket, 0o600)
-    if resume:
+    if resume:  # after the socket serves: clients need not wait for the journals to be read
         for p in sorted(kernel.state.world.procs.alive(), key=lambda p: p.pid):
             if p.kind == "agent":
-                runner.resume(p)
+                asyncio.get_running_loop().call_soon(runner.resume, p)
     dispatcher = asyncio.get_running_loop().create_task(runner.run(), name="dispatcher")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -44,6 +44,17 @@ from agentos.state.proc import CREATING, STOPPED, Process
 
 log = logging.getLogger("agentos.stepper")
 _CANCEL_SIGNALS = frozenset({"TERM", "INT", "HUP"})
+_LIFECYCLE = frozenset(
+    {
+        ev.ProcSpawned,
+        ev.ProcExited,
+        ev.ProcStopped,
+        ev.ProcQuarantined,
+        ev.ProcContinued,
+        ev.ProcSignaled,
+        ev.ProcContinuedAsNew,
+    }
+)
 
 
 class AgentRunner:
@@ -61,6 +72,8 @@ class AgentRunner:
     # -- instrument hooks (called synchronously as events are applied) -------------------------
 
     def on_event(self, seq: int, e: ev.Payload) -> None:
+        if type(e) not in _LIFECYCLE:
+            return
         match e:
             case ev.ProcSpawned(kind="agent"):
                 self._loop.call_soon(self._start, e.pid)
@@ -125,6 +138,8 @@ class AgentRunner:
 
     def resume(self, p: Process) -> bool:
         """Re-run an agent that was alive when the kernel stopped, answering from its journal."""
+        if not p.alive or p.pid in self.tasks:
+            return False
         if p.state == CREATING:
             self._loop.call_soon(self._start, p.pid)
             return True
@@ -141,7 +156,13 @@ class AgentRunner:
         try:
             coro = self._load(p)
         except BaseException as exc:  # noqa: BLE001
-            self._fail_to_load(p, exc)
+            # A failed resume leaves the agent alive but not running: it was fine until the
+            # restart, so the next boot tries again, and K failures in a row quarantine it.
+            text = "".join(traceback.format_exception(exc))
+            events, blobs = sysproc.console_events(
+                self.k, p.pid, f"agentos: cannot resume {p.target}:\n{text}", "stderr"
+            )
+            self.k.emit_all(events, p.pid, blobs=blobs)
             return False
         task = AgentTask(p.pid, p.epoch, coro, journal, replaying=True)
         self.tasks[p.pid] = task
@@ -150,8 +171,7 @@ class AgentRunner:
 
     def _read_journal(self, p: Process) -> Journal:
         journal = Journal()
-        kinds = ("sys.done", "sys.blocked", "console.write")
-        for r in self.k.log.read(p.created_seq - 1, pid=p.pid, kinds=kinds, conn=self.k.reader):
+        for r in self.k.log.journal_of(p.pid, p.created_seq - 1, self.k.reader):
             e = ev.decode(r.kind, r.version, r.payload)
             if getattr(e, "epoch", None) != p.epoch or getattr(e, "pid", None) != p.pid:
                 continue
@@ -328,6 +348,10 @@ class AgentRunner:
                     f"an agent may only await agentos.sdk calls, not {type(trap).__name__} (no asyncio inside agents)"
                 )
             )
+            self._ready(task)
+            return
+        if not isinstance(trap.call, str):  # it would be journaled as sys.done.call, which is a str
+            task.resume_with(exc=InvalidArgument(f"a syscall name is a str, not {type(trap.call).__name__}"))
             self._ready(task)
             return
         n = task.n

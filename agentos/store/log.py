@@ -194,6 +194,14 @@ class EventLog:
         )
         return [_record(row) for row in (conn or self.conn).execute(sql, (until, pid, pid))]
 
+    def journal_of(self, pid: int, since: int, conn: apsw.Connection | None = None) -> list[EventRecord]:
+        """An agent's journal: its sys.done and sys.blocked records and its print() console writes."""
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE pid = ? AND seq > ? AND (kind IN ('sys.done', 'sys.blocked')"
+            " OR (kind = 'console.write' AND json_extract(payload, '$.n') >= 0)) ORDER BY seq"
+        )
+        return [_record(row) for row in (conn or self.conn).execute(sql, (pid, since))]
+
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM events").fetchall()[0][0]
 

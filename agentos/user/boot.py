@@ -50,7 +50,11 @@ def boot_detached(
     home: Path, *, durability: str | None = None, resume: bool = True, timeout: float = 30.0
 ) -> int:
     """Start a kernel in its own session; return its OS pid once it serves."""
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from agentos.store.home import Home
+
+    h = Home(home)
+    h.create()
+    env = {**os.environ, "PYTHONHASHSEED": str(h.hash_seed())}  # spares the kernel a re-exec
     with open(home / "kernel.log", "ab") as log:
         proc = subprocess.Popen(
             _boot_args(home, durability, resume),
@@ -58,6 +62,7 @@ def boot_detached(
             stdout=log,
             stderr=log,
             start_new_session=True,
+            env=env,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
