@@ -52,7 +52,7 @@ async def serve(
     dispatcher = asyncio.get_running_loop().create_task(runner.run(), name="dispatcher")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, kernel.request_shutdown, False)
+        loop.add_signal_handler(sig, lambda: kernel.request_shutdown(kill=False))
     log.info(
         "kernel serving on %s (boot %d, %d events, boot took %.1f ms)",
         home.socket,

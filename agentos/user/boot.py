@@ -76,6 +76,7 @@ def boot_detached(
                 os_pid = int(c.call("status")["os_pid"])
             if os_pid == proc.pid:
                 return os_pid
+            time.sleep(0.1)  # another kernel answers: ours is about to be refused the home's lock
         except AgentOSError:
             time.sleep(0.02)
     proc.kill()
