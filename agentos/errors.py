@@ -32,7 +32,11 @@ from typing import Any, ClassVar
 
 
 class AgentCancelled(BaseException):
-    """Raised inside an agent at its current trap when it receives TERM."""
+    """Raised inside an agent at its current trap when it receives TERM (or INT, HUP)."""
+
+    def __init__(self, signal: str = "TERM") -> None:
+        super().__init__(signal)
+        self.signal = signal
 
 
 class AgentOSError(Exception):

@@ -13,7 +13,6 @@ INIT_PID = 1
 MAIN_BRANCH = 1
 KERNEL_PID = 0  # "caused by the kernel itself" in events
 
-GROUP_COMMIT_MAX_EVENTS = 5_000  # the writer commits at most this many events per transaction
 SNAPSHOT_EVERY_EVENTS = 20_000  # take a snapshot after this many events
 STEP_SLICE_SECONDS = 0.001  # the dispatcher yields to the asyncio loop about this often
 WATCHDOG_SECONDS = 2.0  # an in-kernel agent running this long without yielding is interrupted
@@ -21,4 +20,3 @@ WATCHDOG_KILL_AFTER = 3  # interrupts ignored before the agent is killed outrigh
 TERM_GRACE_SECONDS = 5.0  # TERM then KILL after this long
 RESUME_QUARANTINE_AFTER = 3  # failed resumes in a row before an agent is quarantined
 CPU_CHARGE_EVERY_NS = 200_000_000  # flush accumulated CPU time to the ledger this often per agent
-CONSOLE_TAIL_LINES = 2_000  # console lines kept in memory per process for `logs`

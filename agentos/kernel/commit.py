@@ -81,6 +81,9 @@ class GroupCommitter:
             await self._wake.wait()
             self._wake.clear()
             while self.pending:
+                # Everything pending, never a part: the loop only gets here between synchronous
+                # steps, so the events of one step (a call's effects and its sys.done, an exit
+                # and its reaping) always share a transaction — a crash keeps all or none.
                 batch, blobs = self.pending, self.pending_blobs
                 self.pending, self.pending_blobs = [], {}
                 try:

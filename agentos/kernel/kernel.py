@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from agentos import __version__, param
 from agentos.abi.syscalls import decode_args
-from agentos.errors import AgentOSError, InternalError, InvalidArgument, PermissionDenied
+from agentos.errors import AgentOSError, InternalError, InvalidArgument, PermissionDenied, SecurityViolation
 from agentos.kernel import sysproc
 from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
@@ -92,6 +92,9 @@ class Kernel:
             hmac_key=self.home.hmac_key(),
         )
         self.reader = self.log.reader()
+        ok, detail = self.log.check_head()
+        if not ok:
+            raise SecurityViolation(f"refusing to boot {self.home.log_db}: {detail}")
         self.state, self._last_snapshot_seq = load_state(self.log)
         head_seq, head_digest = self.log.head()
         self.sequencer = Sequencer(head_seq + 1, head_digest)

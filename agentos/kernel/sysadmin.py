@@ -87,9 +87,10 @@ def sys_verify(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
 def sys_events(k: Kernel, c: Caller, a: sc.EventsArgs) -> Done | Stream:
     durable = k.committer.durable_seq
     kinds = [a.kind] if a.kind else None
+    limit = None if a.follow else a.limit  # a follower gets every event, the limit bounds a listing
     backlog = [
         event_row(r)
-        for r in k.log.read(a.since, until=durable, pid=a.pid, kinds=kinds, limit=a.limit, conn=k.reader)
+        for r in k.log.read(a.since, until=durable, pid=a.pid, kinds=kinds, limit=limit, conn=k.reader)
     ]
     head = k.head_seq
 

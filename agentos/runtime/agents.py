@@ -24,7 +24,7 @@ def args_digest(args: Any) -> str:
     """Canonical, versioned digest of a call's arguments (what replay compares)."""
     try:
         data = _args_encoder.encode(args)
-    except (TypeError, msgspec.EncodeError):
+    except (TypeError, ValueError, msgspec.EncodeError):  # ValueError: a lone surrogate in a str
         data = repr(args).encode()
     return "v1:" + hashlib.sha256(data).hexdigest()[:32]
 
@@ -64,7 +64,7 @@ class AgentTask:
     runnable: bool = True  # has a value to be resumed with (not parked)
     stopped: bool = False
     dead: bool = False
-    term_pending: bool = False
+    term_pending: str | None = None  # a cancelling signal to raise at the next trap
     cpu_unflushed_ns: int = 0
     parked_call: tuple[int, str, str] | None = None  # (n, call, args digest) while parked
 

@@ -31,6 +31,7 @@ async def serve(
     home: Home, *, durability: str | None = None, resume: bool = True, ready: asyncio.Event | None = None
 ) -> int:
     """Boot a kernel on ``home`` and serve until shutdown; return the process exit code."""
+    os.umask(0o077)  # the log, blobs, socket and kernel.log are the user's alone
     kernel = Kernel(home, durability=durability)
     kernel.boot()
     kernel.start()

@@ -87,7 +87,11 @@ class Session(asyncio.Protocol):
         if not self.outbox and seq <= self.server.kernel.committer.durable_seq:
             self.send_now(message)
         else:
-            self.outbox.append((seq, encode_frame(message)))
+            try:
+                frame = encode_frame(message)
+            except AgentOSError as err:  # a reply too large to frame becomes its error
+                frame = encode_frame({"id": message.get("id"), "err": err.to_wire()})
+            self.outbox.append((seq, frame))
 
     def flush(self, durable: int) -> None:
         sent = 0

@@ -90,7 +90,7 @@ class AgentRunner:
             case ev.ProcSignaled(sig=sig) if sig in _CANCEL_SIGNALS and (
                 e.pid in self.tasks or e.pid in self.deferred
             ):
-                self._loop.call_soon(self._cancel, e.pid)
+                self._loop.call_soon(self._cancel, e.pid, sig)
                 self._loop.call_later(param.TERM_GRACE_SECONDS, self._kill_after_grace, e.pid)
             case ev.ProcExited() if e.pid in self.deferred:
                 del self.deferred[e.pid]
@@ -151,7 +151,7 @@ class AgentRunner:
                 reason = f"resume failed {p.resume_failures} times in a row"
                 self.k.emit(ev.ProcQuarantined(pid=p.pid, reason=reason), p.pid)
             return False
-        self.k.emit(ev.ProcResumeStarted(pid=p.pid), p.pid)
+        attempt = self.k.emit(ev.ProcResumeStarted(pid=p.pid), p.pid)
         journal = self._read_journal(p)
         try:
             coro = self._load(p)
@@ -164,10 +164,17 @@ class AgentRunner:
             )
             self.k.emit_all(events, p.pid, blobs=blobs)
             return False
-        task = AgentTask(p.pid, p.epoch, coro, journal, replaying=True)
+        task = AgentTask(p.pid, p.epoch, coro, journal, replaying=True, runnable=False)
         self.tasks[p.pid] = task
-        self._ready(task)
+        self._loop.create_task(self._step_once_durable(task, attempt))
         return True
+
+    async def _step_once_durable(self, task: AgentTask, seq: int) -> None:
+        """Replay only once the attempt is on disk: a replay that kills the kernel still counts."""
+        await self.k.committer.durable(seq)
+        if not task.dead:
+            task.resume_with(None)
+            self._ready(task)
 
     def _read_journal(self, p: Process) -> Journal:
         journal = Journal()
@@ -210,21 +217,21 @@ class AgentRunner:
         self.tasks[p.pid] = AgentTask(p.pid, epoch, coro, stopped=task.stopped)
         self._ready(self.tasks[p.pid])
 
-    def _cancel(self, pid: int) -> None:
+    def _cancel(self, pid: int, sig: str) -> None:
         task = self.tasks.get(pid)
         if task is None or task.dead:
             return
         if task.parked_call is not None:
             self.k.unpark(pid)
-            self._journal_cancel(task)
+            self._journal_cancel(task, sig)
         else:
-            task.term_pending = True
+            task.term_pending = sig
 
-    def _journal_cancel(self, task: AgentTask) -> None:
+    def _journal_cancel(self, task: AgentTask, sig: str) -> None:
         n, call, digest = task.parked_call or (task.n - 1, "?", "")
         task.parked_call = None
-        self._emit_done(task, n, call, digest, cancelled=True)
-        task.resume_with(exc=AgentCancelled())
+        self._emit_done(task, n, call, digest, cancelled=sig)
+        task.resume_with(exc=AgentCancelled(sig))
         self._ready(task)
 
     def _kill_after_grace(self, pid: int) -> None:
@@ -253,7 +260,10 @@ class AgentRunner:
                     break
                 task = self.tasks.get(pid)
                 if task is not None and task.runnable and not task.dead:
-                    self._step(task)
+                    try:
+                        self._step(task)
+                    except WatchdogInterrupt:  # landed just after the agent's step returned
+                        self._exit(task, 128 + 24, fault="watchdog", reason="ran too long without a syscall")
             await asyncio.sleep(0)
 
     def _step(self, task: AgentTask) -> None:
@@ -272,8 +282,8 @@ class AgentRunner:
                 outcome = ("return", stop.value)
             except SystemExit as stop:
                 outcome = ("return", stop.code)
-            except AgentCancelled:
-                outcome = ("signal", "TERM")
+            except AgentCancelled as cancel:
+                outcome = ("signal", cancel.signal)
             except WatchdogInterrupt:
                 outcome = ("watchdog", None)
             except BaseException as err:  # noqa: BLE001 - an agent's crash never crashes the kernel
@@ -293,7 +303,7 @@ class AgentRunner:
         elif kind == "return":
             self._exit(task, _exit_status(detail))
         elif kind == "signal":
-            self._exit(task, 128 + sysproc.SIGNALS["TERM"], signal="TERM", reason="terminated")
+            self._exit(task, 128 + sysproc.SIGNALS[detail], signal=detail, reason=f"terminated by SIG{detail}")
         elif kind == "watchdog":
             limit = self.watchdog.limit
             self._exit(
@@ -350,8 +360,8 @@ class AgentRunner:
             )
             self._ready(task)
             return
-        if not isinstance(trap.call, str):  # it would be journaled as sys.done.call, which is a str
-            task.resume_with(exc=InvalidArgument(f"a syscall name is a str, not {type(trap.call).__name__}"))
+        if not isinstance(trap.call, str) or not trap.call.isascii():  # unknown, and not journalable
+            task.resume_with(exc=InvalidArgument(f"unknown syscall {trap.call!r}", code="ENOSYS"))
             self._ready(task)
             return
         n = task.n
@@ -359,9 +369,9 @@ class AgentRunner:
         if task.replaying and self._replay(task, n, trap):
             return
         if task.term_pending:
-            task.term_pending = False
+            sig, task.term_pending = task.term_pending, None
             task.parked_call = (n, trap.call, args_digest(trap.args))
-            self._journal_cancel(task)
+            self._journal_cancel(task, sig)
             return
         self._live(task, n, trap)
 
@@ -391,7 +401,7 @@ class AgentRunner:
             return True
         task.replayed += 1
         if done.cancelled:
-            task.resume_with(exc=AgentCancelled())
+            task.resume_with(exc=AgentCancelled(done.signal or "TERM"))
         elif done.error is not None:
             task.resume_with(exc=error_from_wire(done.error))
         else:
@@ -464,7 +474,7 @@ class AgentRunner:
         *,
         result: Any = None,
         error: dict | None = None,
-        cancelled: bool = False,
+        cancelled: str | None = None,
     ) -> None:
         row = SYSCALLS.get(call)
         if row is not None and row.journal == "counter" and error is None and not cancelled:
@@ -480,7 +490,8 @@ class AgentRunner:
             result=value,
             result_bytes=is_bytes,
             error=error,
-            cancelled=cancelled,
+            cancelled=cancelled is not None,
+            signal=cancelled,
         )
         self.k.emit(done, task.pid, syscall=f"{task.pid}:{task.epoch}:0:{n}")
 
@@ -488,6 +499,6 @@ class AgentRunner:
 def _exit_status(value: Any) -> int:
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not isinstance(value, int):  # as sys.exit("message")
         return 1
-    return value & 0xFF
+    return int(value) & 0xFF

@@ -10,8 +10,15 @@ worker. The exception is a BaseException, so ``except Exception`` in the agent w
 from __future__ import annotations
 
 import ctypes
+import logging
+import os
+import signal
 import threading
 import time
+
+from agentos import param
+
+log = logging.getLogger("agentos.watchdog")
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
@@ -29,6 +36,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._step_started: float | None = None
         self._step_fired = False
+        self._fired_this_step = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="agentos-watchdog", daemon=True)
 
@@ -42,6 +50,7 @@ class Watchdog:
         with self._lock:
             self._step_started = time.monotonic()
             self._step_fired = False
+            self._fired_this_step = 0
 
     def end_step(self) -> bool:
         """Mark the step over; return whether the watchdog fired during it."""
@@ -62,4 +71,18 @@ class Watchdog:
                 self._step_started = time.monotonic()  # fire again after another full period
                 self._step_fired = True
                 self.fired += 1
+                self._fired_this_step += 1
+                if self._fired_this_step > param.WATCHDOG_KILL_AFTER:
+                    self._give_up()
                 _set_async_exc(self.thread_id, ctypes.py_object(WatchdogInterrupt))
+
+    def _give_up(self) -> None:
+        """The agent swallows every interrupt and the kernel thread is wedged: the last resort is
+        to end the kernel process. Nothing unacknowledged is lost (output waits for the log), the
+        next boot resumes everyone, and an agent that wedges every resume is quarantined."""
+        log.critical(
+            "an in-kernel agent ignored %d watchdog interrupts; killing the wedged kernel",
+            self._fired_this_step - 1,
+        )
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)

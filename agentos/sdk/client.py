@@ -60,7 +60,12 @@ class Client:
         return req_id
 
     def _read(self) -> dict[str, Any]:
-        msg = read_frame(self.sock)
+        try:
+            msg = read_frame(self.sock)
+        except ConnectionError as exc:  # the kernel died with our request unread: a typed error
+            raise NetworkError(
+                f"the kernel dropped the connection ({exc.strerror})", code="ECONNRESET"
+            ) from None
         if msg is None:
             raise NetworkError("the kernel closed the connection", code="ECONNRESET")
         if not isinstance(msg, dict):

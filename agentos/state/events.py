@@ -162,6 +162,7 @@ class SyscallDone(Payload):
     result_bytes: bool = False  # result is base64 of bytes
     error: dict[str, Any] | None = None
     cancelled: bool = False
+    signal: str | None = None  # the signal that cancelled it
 
 
 # -- console -----------------------------------------------------------------------------

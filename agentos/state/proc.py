@@ -1,13 +1,15 @@
 """The process table as projected state, and the proc.* apply functions.
 
-States follow one machine (``LEGAL`` lists its edges)::
+States follow one machine; the handlers only emit events along its edges (apply trusts the
+log and does not re-check them)::
 
     creating ──started──▶ ready ⇄ (running) ⇄ blocked
         │                   │  ▲      STOP/CONT  │
         │                   ▼  │                 ▼
         └──────exited────▶ zombie ──reaped──▶ dead      stopped ◀─quarantined
 
-``running`` is never stored: ready ↔ running are scheduling transitions, not events.
+``running`` is never stored: ready ↔ running are scheduling transitions, not events. A reaped
+session leaves the table (its history stays in the log); a reaped agent stays as ``dead``.
 """
 
 from __future__ import annotations

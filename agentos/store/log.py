@@ -13,6 +13,7 @@ apsw silently skips a second pragma after one that returns a row.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ CREATE INDEX IF NOT EXISTS events_kind ON events(kind, seq);
 CREATE TABLE IF NOT EXISTS blobs(hash TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots(
   branch INTEGER NOT NULL, seq INTEGER NOT NULL, projection_version INTEGER NOT NULL,
-  manifest BLOB NOT NULL, PRIMARY KEY(branch, seq, projection_version));
+  manifest BLOB NOT NULL, mac BLOB NOT NULL, PRIMARY KEY(branch, seq, projection_version));
 CREATE TABLE IF NOT EXISTS branches(
   id INTEGER PRIMARY KEY, parent INTEGER, fork_seq INTEGER, created_ts INTEGER NOT NULL, name TEXT);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB);
@@ -233,11 +234,27 @@ class EventLog:
             if not verify_record(record, prev):
                 return False, f"digest mismatch at seq {record.seq}"
             prev, expected_seq, last = record.digest, record.seq + 1, record
-        if last is not None and self._key:
-            head = self.get_meta("head", conn)
-            if head is None or head[8:40] != last.digest or head[40:] != self._sign(last):
-                return False, "signed chain head does not match the last event"
-        return True, f"{expected_seq - 1} events verified"
+        ok, detail = self._check_head(last, conn)
+        return (ok, detail) if not ok else (True, f"{expected_seq - 1} events verified")
+
+    def check_head(self) -> tuple[bool, str]:
+        """Cheap boot-time check: does the signed head name the log's last event?"""
+        rows = self.conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1").fetchall()
+        return self._check_head(_record(rows[0]) if rows else None, self.conn)
+
+    def _check_head(self, last: EventRecord | None, conn: apsw.Connection) -> tuple[bool, str]:
+        head = self.get_meta("head", conn)
+        if last is None:
+            if head is not None:
+                seq = int.from_bytes(head[:8], "big")
+                return False, f"the log is empty but its signed head names seq {seq}: events were removed"
+            return True, "empty log"
+        if self._key and (head is None or head[8:40] != last.digest or head[40:] != self._sign(last)):
+            return (
+                False,
+                f"the signed chain head does not match the last event (seq {last.seq}): the log was cut or edited",
+            )
+        return True, "head ok"
 
     # -- snapshots (disposable caches; see snapshots.py) -------------------------------------
 
@@ -249,17 +266,32 @@ class EventLog:
                 "INSERT OR IGNORE INTO blobs VALUES(?,?,?)", [(h, len(d), d) for h, d in pieces.items()]
             )
             self.conn.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES(?,?,?,?)",
-                (branch, seq, projection_version, manifest),
+                "INSERT OR REPLACE INTO snapshots VALUES(?,?,?,?,?)",
+                (
+                    branch,
+                    seq,
+                    projection_version,
+                    manifest,
+                    self._snapshot_mac(branch, seq, projection_version, manifest),
+                ),
             )
 
+    def _snapshot_mac(self, branch: int, seq: int, projection_version: int, manifest: bytes) -> bytes:
+        """Snapshots are signed like the chain head, so a forged one is ignored, not loaded."""
+        header = b"snapshot\x1f%d\x1f%d\x1f%d\x1e" % (branch, seq, projection_version)
+        return hmac.new(self._key, header + manifest, hashlib.sha256).digest()
+
     def latest_snapshot(self, branch: int, projection_version: int, max_seq: int) -> tuple[int, bytes] | None:
-        row = self.conn.execute(
-            "SELECT seq, manifest FROM snapshots WHERE branch=? AND projection_version=? AND seq<=?"
-            " ORDER BY seq DESC LIMIT 1",
+        rows = self.conn.execute(
+            "SELECT seq, manifest, mac FROM snapshots WHERE branch=? AND projection_version=? AND seq<=?"
+            " ORDER BY seq DESC",
             (branch, projection_version, max_seq),
         ).fetchall()
-        return (row[0][0], bytes(row[0][1])) if row else None
+        for seq, manifest, mac in rows:
+            expected = self._snapshot_mac(branch, seq, projection_version, bytes(manifest))
+            if not self._key or hmac.compare_digest(expected, bytes(mac)):  # no key: nothing to check against
+                return seq, bytes(manifest)
+        return None
 
     def drop_snapshot(self, branch: int, seq: int, projection_version: int) -> None:
         with self.conn:
