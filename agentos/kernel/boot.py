@@ -61,8 +61,8 @@ def load_state(store: EventLog) -> tuple[State, int]:
     if snap is not None:
         seq, manifest = snap
         try:
-            state = from_pieces(manifest, store.get_blob)
-        except (KeyError, ValueError) as exc:
+            state = from_pieces(manifest, store.get_blob, _digest_at(store, seq, None))
+        except (KeyError, ValueError, SecurityViolation) as exc:
             log.warning("ignoring snapshot at seq %d: %s", seq, exc)
         else:
             return replay_into(state, store, seq, verify=True), seq

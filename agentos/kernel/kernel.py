@@ -37,7 +37,7 @@ from agentos.kernel.commit import GroupCommitter
 from agentos.kernel.syscall import SYSCALLS
 from agentos.state import events as ev
 from agentos.state.snapshot import to_pieces
-from agentos.state.world import PROJECTION_VERSION, State, apply
+from agentos.state.world import PROJECTION_VERSION, apply
 from agentos.store.events import EventRecord, Sequencer
 from agentos.store.home import Home
 from agentos.store.log import EventLog
@@ -85,20 +85,12 @@ class Kernel:
         t0 = time.perf_counter()
         self.home.create()
         self.home.acquire_lock()
-        config = self.home.config()
-        self.log = EventLog(
-            self.home.log_db,
-            durability=self.durability or config.get("durability", "normal"),
-            hmac_key=self.home.hmac_key(),
-        )
-        self.reader = self.log.reader()
-        ok, detail = self.log.check_head()
-        if not ok:
-            raise SecurityViolation(f"refusing to boot {self.home.log_db}: {detail}")
-        self.state, self._last_snapshot_seq = load_state(self.log)
-        head_seq, head_digest = self.log.head()
-        self.sequencer = Sequencer(head_seq + 1, head_digest)
-        self.committer = GroupCommitter(self.log, head_seq, self._on_committed, self._on_commit_failure)
+        try:
+            self._open_store()
+        except BaseException:
+            self.home.release_lock()  # a refused boot leaves no kernel.pid behind
+            raise
+        self.committer = GroupCommitter(self.log, self.head_seq, self._on_committed, self._on_commit_failure)
         self.log.ensure_branch(param.MAIN_BRANCH, None, None, time.time_ns(), "main")
         self.boot_number = self.state.ledger.boots + 1
         self.emit(
@@ -113,6 +105,22 @@ class Kernel:
         self._ensure_init()
         self._end_lost_sessions()
         self.boot_ms = (time.perf_counter() - t0) * 1000
+
+    def _open_store(self) -> None:
+        """Open the log, check its integrity, and rebuild the state (snapshot + verified tail)."""
+        config = self.home.config()
+        self.log = EventLog(
+            self.home.log_db,
+            durability=self.durability or config.get("durability", "normal"),
+            hmac_key=self.home.hmac_key(),
+        )
+        self.reader = self.log.reader()
+        ok, detail = self.log.check_head()
+        if not ok:
+            raise SecurityViolation(f"refusing to boot {self.home.log_db}: {detail}")
+        self.state, self._last_snapshot_seq = load_state(self.log)
+        head_seq, head_digest = self.log.head()
+        self.sequencer = Sequencer(head_seq + 1, head_digest)
 
     def start(self) -> None:
         """Start the async machinery (call from inside the running loop, after boot)."""
@@ -275,9 +283,9 @@ class Kernel:
     async def snapshot(self) -> int:
         """Write a snapshot of the state as of now, once the log is durable up to it."""
         try:
-            state_copy = State(seq=self.state.seq, world=self.state.world, ledger=self.state.ledger)
-            manifest, pieces = to_pieces(state_copy)
-            seq = state_copy.seq
+            # encoded now, synchronously: the pieces are the state as of this very seq
+            manifest, pieces = to_pieces(self.state, self.sequencer.prev_digest)
+            seq = self.state.seq
             await self.committer.durable(seq)
             await self.committer.run_in_writer(
                 self.log.put_snapshot, self.state.world.branch, seq, PROJECTION_VERSION, manifest, pieces

@@ -101,6 +101,9 @@ async def _terminate_agents(kernel: Kernel) -> None:
 
 
 def setup_logging(home: Home, *, foreground: bool) -> None:
+    os.close(
+        os.open(home.kernel_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    )  # private from the start
     handlers: list[logging.Handler] = [logging.FileHandler(home.kernel_log)]
     if foreground:
         handlers.append(logging.StreamHandler())

@@ -29,7 +29,14 @@ from typing import Any
 
 from agentos import param
 from agentos.abi.traps import Trap
-from agentos.errors import AgentCancelled, AgentOSError, InvalidArgument, ReplayDivergence, error_from_wire
+from agentos.errors import (
+    AgentCancelled,
+    AgentOSError,
+    InvalidArgument,
+    ReplayDivergence,
+    SecurityViolation,
+    error_from_wire,
+)
 from agentos.kernel import sysproc
 from agentos.kernel.calls import AGENT_RIGHTS, Block, Caller, Done
 from agentos.kernel.kernel import Kernel
@@ -41,6 +48,7 @@ from agentos.runtime.console import ConsoleCapture
 from agentos.runtime.watchdog import Watchdog, WatchdogInterrupt
 from agentos.state import events as ev
 from agentos.state.proc import CREATING, STOPPED, Process
+from agentos.store.log import blob_hash
 
 log = logging.getLogger("agentos.stepper")
 _CANCEL_SIGNALS = frozenset({"TERM", "INT", "HUP"})
@@ -110,6 +118,10 @@ class AgentRunner:
         if source is None:
             raise InvalidArgument(
                 f"the code of process {p.pid} ({p.code[:12]}) is missing from the blob store"
+            )
+        if blob_hash(source) != p.code:  # never run code that is not what was spawned
+            raise SecurityViolation(
+                f"the stored code of process {p.pid} does not match its hash {p.code[:12]}"
             )
         return loader.instantiate(p, source, p.argv)
 
@@ -303,7 +315,9 @@ class AgentRunner:
         elif kind == "return":
             self._exit(task, _exit_status(detail))
         elif kind == "signal":
-            self._exit(task, 128 + sysproc.SIGNALS[detail], signal=detail, reason=f"terminated by SIG{detail}")
+            self._exit(
+                task, 128 + sysproc.SIGNALS[detail], signal=detail, reason=f"terminated by SIG{detail}"
+            )
         elif kind == "watchdog":
             limit = self.watchdog.limit
             self._exit(

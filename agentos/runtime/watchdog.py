@@ -37,6 +37,7 @@ class Watchdog:
         self._step_started: float | None = None
         self._step_fired = False
         self._fired_this_step = 0
+        self._step_began = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="agentos-watchdog", daemon=True)
 
@@ -48,7 +49,7 @@ class Watchdog:
 
     def begin_step(self) -> None:
         with self._lock:
-            self._step_started = time.monotonic()
+            self._step_started = self._step_began = time.monotonic()
             self._step_fired = False
             self._fired_this_step = 0
 
@@ -72,16 +73,23 @@ class Watchdog:
                 self._step_fired = True
                 self.fired += 1
                 self._fired_this_step += 1
-                if self._fired_this_step > param.WATCHDOG_KILL_AFTER:
-                    self._give_up()
+                stuck = time.monotonic() - self._step_began
+                if (
+                    self._fired_this_step > param.WATCHDOG_KILL_AFTER
+                    and stuck >= param.WATCHDOG_GIVE_UP_SECONDS
+                ):
+                    self._give_up(stuck)
                 _set_async_exc(self.thread_id, ctypes.py_object(WatchdogInterrupt))
 
-    def _give_up(self) -> None:
-        """The agent swallows every interrupt and the kernel thread is wedged: the last resort is
-        to end the kernel process. Nothing unacknowledged is lost (output waits for the log), the
-        next boot resumes everyone, and an agent that wedges every resume is quarantined."""
+    def _give_up(self, stuck: float) -> None:
+        """The kernel thread has been stuck in one agent step for WATCHDOG_GIVE_UP_SECONDS despite
+        the interrupts (the agent swallows them, or sits in a long C call): the last resort is to
+        end the kernel process. Nothing acknowledged is lost (output waits for the log), the next
+        boot resumes everyone, and an agent that wedges every resume is quarantined."""
         log.critical(
-            "an in-kernel agent ignored %d watchdog interrupts; killing the wedged kernel",
+            "the kernel has been stuck in one agent step for %.0fs despite %d watchdog interrupts"
+            " (the agent swallows them or is in a long C call); killing the wedged kernel",
+            stuck,
             self._fired_this_step - 1,
         )
         logging.shutdown()

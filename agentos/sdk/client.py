@@ -62,7 +62,9 @@ class Client:
     def _read(self) -> dict[str, Any]:
         try:
             msg = read_frame(self.sock)
-        except ConnectionError as exc:  # the kernel died with our request unread: a typed error
+        except TimeoutError:
+            raise NetworkError("the kernel did not answer in time", code="ETIMEDOUT") from None
+        except OSError as exc:  # the kernel died with our request unread: a typed error
             raise NetworkError(
                 f"the kernel dropped the connection ({exc.strerror})", code="ECONNRESET"
             ) from None

@@ -22,9 +22,10 @@ class Manifest(msgspec.Struct):
     branch: int
     ledger: str
     procs: dict[str, str]  # pid -> piece hash
+    chain_digest: str = ""  # hex digest of the event at seq: ties the snapshot to this log
 
 
-def to_pieces(state: State) -> tuple[bytes, dict[str, bytes]]:
+def to_pieces(state: State, chain_digest: bytes = b"") -> tuple[bytes, dict[str, bytes]]:
     pieces: dict[str, bytes] = {}
 
     def put(obj: object) -> str:
@@ -38,13 +39,19 @@ def to_pieces(state: State) -> tuple[bytes, dict[str, bytes]]:
         branch=state.world.branch,
         ledger=put(state.ledger),
         procs={str(pid): put(p) for pid, p in sorted(state.world.procs.procs.items())},
+        chain_digest=chain_digest.hex(),
     )
     return msgspec.msgpack.encode(manifest), pieces
 
 
-def from_pieces(manifest_bytes: bytes, get_blob: Callable[[str], bytes | None]) -> State:
-    """Rebuild the state from a manifest; raise KeyError if a piece is missing."""
+def from_pieces(
+    manifest_bytes: bytes, get_blob: Callable[[str], bytes | None], chain_digest: bytes | None = None
+) -> State:
+    """Rebuild the state from a manifest; raise KeyError if a piece is missing or it belongs to
+    another chain (its digest at seq differs from ``chain_digest``)."""
     manifest = msgspec.msgpack.decode(manifest_bytes, type=Manifest)
+    if chain_digest is not None and manifest.chain_digest != chain_digest.hex():
+        raise KeyError(f"snapshot at seq {manifest.seq} was taken on another chain")
 
     def get(h: str) -> bytes:
         data = get_blob(h)

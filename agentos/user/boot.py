@@ -55,7 +55,8 @@ def boot_detached(
     h = Home(home)
     h.create()
     env = {**os.environ, "PYTHONHASHSEED": str(h.hash_seed())}  # spares the kernel a re-exec
-    with open(home / "kernel.log", "ab") as log:
+    fd = os.open(home / "kernel.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             _boot_args(home, durability, resume),
             stdin=subprocess.DEVNULL,
