@@ -34,6 +34,7 @@ SIGNALS = {
     "STOP": 19,
 }
 SIGNAL_NAMES = {n: s for s, n in SIGNALS.items()}
+CANCELLING = frozenset({"TERM", "INT", "HUP"})  # raised in an agent as AgentCancelled, KILL after a grace
 
 
 def signal_name(sig: str | int) -> str:
@@ -220,7 +221,12 @@ def sys_kill(k: Kernel, c: Caller, a: sc.KillArgs) -> Done:
         raise PermissionDenied("init cannot be signalled")
     if target.state == ZOMBIE:
         raise NotFound(f"process {a.pid} has already exited", code="ESRCH")
-    events: list[ev.Payload] = [ev.ProcSignaled(pid=target.pid, sig=sig, sender=c.pid)]
+    kill_at = None
+    if (
+        sig in CANCELLING and target.kind == "agent"
+    ):  # the grace period's end is state, so it survives a crash
+        kill_at = time.time_ns() + int(param.TERM_GRACE_SECONDS * 1e9)
+    events: list[ev.Payload] = [ev.ProcSignaled(pid=target.pid, sig=sig, sender=c.pid, kill_at_ns=kill_at)]
     if sig == "KILL":
         events += exit_events(k, target, 128 + SIGNALS["KILL"], signal="KILL", reason=f"killed by {c.pid}")
     elif sig == "STOP" and target.state != STOPPED:

@@ -51,7 +51,7 @@ from agentos.state.proc import CREATING, STOPPED, Process
 from agentos.store.log import blob_hash
 
 log = logging.getLogger("agentos.stepper")
-_CANCEL_SIGNALS = frozenset({"TERM", "INT", "HUP"})
+_CANCEL_SIGNALS = sysproc.CANCELLING
 _LIFECYCLE = frozenset(
     {
         ev.ProcSpawned,
@@ -73,6 +73,8 @@ class AgentRunner:
         self.policy = RoundRobin()
         self.tasks: dict[int, AgentTask] = {}
         self.deferred: dict[int, Process] = {}  # stopped when the kernel stopped: resumed at CONT
+        self.resuming: set[int] = set()  # resume attempt not yet durable
+        self.early_term: dict[int, str] = {}  # TERM that arrived while resuming
         self._work = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         kernel.instruments.append(self)
@@ -96,10 +98,11 @@ class AgentRunner:
                 self.tasks[e.pid].stopped = False
                 self._ready(self.tasks[e.pid])
             case ev.ProcSignaled(sig=sig) if sig in _CANCEL_SIGNALS and (
-                e.pid in self.tasks or e.pid in self.deferred
+                e.pid in self.tasks or e.pid in self.deferred or e.pid in self.resuming
             ):
                 self._loop.call_soon(self._cancel, e.pid, sig)
-                self._loop.call_later(param.TERM_GRACE_SECONDS, self._kill_after_grace, e.pid)
+                if e.kill_at_ns is not None:
+                    self.arm_kill(e.pid, e.kill_at_ns)
             case ev.ProcExited() if e.pid in self.deferred:
                 del self.deferred[e.pid]
             case ev.ProcContinuedAsNew() if e.pid in self.tasks:
@@ -152,6 +155,8 @@ class AgentRunner:
         """Re-run an agent that was alive when the kernel stopped, answering from its journal."""
         if not p.alive or p.pid in self.tasks:
             return False
+        if p.kill_at_ns is not None:  # a TERM's grace period was running when the kernel stopped
+            self.arm_kill(p.pid, p.kill_at_ns)
         if p.state == CREATING:
             self._loop.call_soon(self._start, p.pid)
             return True
@@ -164,6 +169,17 @@ class AgentRunner:
                 self.k.emit(ev.ProcQuarantined(pid=p.pid, reason=reason), p.pid)
             return False
         attempt = self.k.emit(ev.ProcResumeStarted(pid=p.pid), p.pid)
+        self.resuming.add(p.pid)
+        self._loop.create_task(self._resume_once_durable(p, attempt))
+        return True
+
+    async def _resume_once_durable(self, p: Process, attempt: int) -> None:
+        """Load and replay only once the attempt is on disk: an agent whose import or replay
+        kills the kernel still counts toward its quarantine."""
+        await self.k.committer.durable(attempt)
+        self.resuming.discard(p.pid)
+        if not p.alive:
+            return
         journal = self._read_journal(p)
         try:
             coro = self._load(p)
@@ -175,18 +191,11 @@ class AgentRunner:
                 self.k, p.pid, f"agentos: cannot resume {p.target}:\n{text}", "stderr"
             )
             self.k.emit_all(events, p.pid, blobs=blobs)
-            return False
-        task = AgentTask(p.pid, p.epoch, coro, journal, replaying=True, runnable=False)
+            return
+        task = AgentTask(p.pid, p.epoch, coro, journal, replaying=True)
+        task.term_pending = self.early_term.pop(p.pid, None)
         self.tasks[p.pid] = task
-        self._loop.create_task(self._step_once_durable(task, attempt))
-        return True
-
-    async def _step_once_durable(self, task: AgentTask, seq: int) -> None:
-        """Replay only once the attempt is on disk: a replay that kills the kernel still counts."""
-        await self.k.committer.durable(seq)
-        if not task.dead:
-            task.resume_with(None)
-            self._ready(task)
+        self._ready(task)
 
     def _read_journal(self, p: Process) -> Journal:
         journal = Journal()
@@ -229,7 +238,14 @@ class AgentRunner:
         self.tasks[p.pid] = AgentTask(p.pid, epoch, coro, stopped=task.stopped)
         self._ready(self.tasks[p.pid])
 
+    def arm_kill(self, pid: int, kill_at_ns: int) -> None:
+        """KILL at the recorded end of a TERM's grace period (re-armed at boot from the state)."""
+        self._loop.call_later(max(0.0, (kill_at_ns - time.time_ns()) / 1e9), self._kill_after_grace, pid)
+
     def _cancel(self, pid: int, sig: str) -> None:
+        if pid in self.resuming:
+            self.early_term[pid] = sig
+            return
         task = self.tasks.get(pid)
         if task is None or task.dead:
             return
@@ -248,7 +264,7 @@ class AgentRunner:
 
     def _kill_after_grace(self, pid: int) -> None:
         p = self.k.state.world.procs.get(pid)
-        if p is not None and p.alive and (pid in self.tasks or pid in self.deferred):
+        if p is not None and p.alive and (pid in self.tasks or pid in self.deferred or pid in self.resuming):
             try:
                 self.k.call(Caller(param.KERNEL_PID, "kernel"), "kill", {"pid": pid, "sig": "KILL"})
             except AgentOSError as err:

@@ -88,6 +88,7 @@ class ProcSignaled(Payload):
     pid: int
     sig: str
     sender: int
+    kill_at_ns: int | None = None  # TERM/INT/HUP to an agent: KILL follows at this wall time
 
 
 @event("proc.exited")

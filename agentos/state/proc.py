@@ -58,6 +58,7 @@ class Process(msgspec.Struct, kw_only=True):
     syscalls: int = 0
     epoch: int = 0
     resume_failures: int = 0
+    kill_at_ns: int | None = None  # a pending KILL at the end of a TERM's grace period
     signals: dict[str, int] = {}
 
     @property
@@ -137,6 +138,8 @@ def _continued(t: ProcessTable, seq: int, ts: int, e: ev.ProcContinued) -> None:
 def _signaled(t: ProcessTable, seq: int, ts: int, e: ev.ProcSignaled) -> None:
     p = t.procs[e.pid]
     p.signals[e.sig] = p.signals.get(e.sig, 0) + 1
+    if e.kill_at_ns is not None and (p.kill_at_ns is None or e.kill_at_ns < p.kill_at_ns):
+        p.kill_at_ns = e.kill_at_ns
 
 
 def _exited(t: ProcessTable, seq: int, ts: int, e: ev.ProcExited) -> None:

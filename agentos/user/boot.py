@@ -1,25 +1,26 @@
-"""Starting a kernel: in the foreground (with the home's PYTHONHASHSEED) or detached.
+"""Starting a kernel: ``agentos boot`` execs the kernel program, ``--detach`` spawns it.
 
-The kernel fixes ``PYTHONHASHSEED`` per home so replayed agents see the same hash order;
-``boot`` re-execs itself with it when the environment differs. ``boot --detach`` returns only
-once the kernel answers on its socket.
+The kernel is its own program, ``python -m agentos.runtime``; userland knows only its command
+line (ARCHITECTURE.md §2). It is given the home's PYTHONHASHSEED when the home has one, so it
+need not re-exec itself. ``boot --detach`` returns only once the kernel answers on its socket.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from agentos.errors import AgentOSError, InternalError
 from agentos.sdk.client import Client
 
 
-def _boot_args(home: Path, durability: str | None, resume: bool) -> list[str]:
-    args = [sys.executable, "-m", "agentos", "boot", "--home", str(home)]
+def kernel_command(home: Path, durability: str | None, resume: bool) -> list[str]:
+    """The kernel is its own program (``agentos.runtime``): userland only starts it."""
+    args = [sys.executable, "-m", "agentos.runtime", "--home", str(home)]
     if durability:
         args += ["--durability", durability]
     if not resume:
@@ -27,43 +28,34 @@ def _boot_args(home: Path, durability: str | None, resume: bool) -> list[str]:
     return args
 
 
-def boot_foreground(home: Path, *, durability: str | None, resume: bool) -> int:
-    from agentos.runtime.daemon import serve, setup_logging
-    from agentos.store.home import Home
-
-    h = Home(home)
-    h.create()
-    seed = str(h.hash_seed())
-    if os.environ.get("PYTHONHASHSEED") != seed:
-        os.execve(
-            sys.executable, _boot_args(home, durability, resume), {**os.environ, "PYTHONHASHSEED": seed}
-        )
-    setup_logging(h, foreground=sys.stderr.isatty())
+def _seed_env(home: Path) -> dict[str, str]:
+    """The environment with the home's hash seed, when the home has one (spares a re-exec)."""
     try:
-        return asyncio.run(serve(h, durability=durability, resume=resume))
-    except AgentOSError as err:
-        print(f"agentos: {err}", file=sys.stderr)
-        return 1
+        seed = tomllib.loads((home / "config.toml").read_text()).get("hash_seed")
+    except (OSError, tomllib.TOMLDecodeError):
+        seed = None
+    return {**os.environ, "PYTHONHASHSEED": str(seed)} if seed else dict(os.environ)
+
+
+def boot_foreground(home: Path, *, durability: str | None, resume: bool) -> int:
+    """Become the kernel (exec): it runs until shutdown, SIGTERM or Ctrl-C."""
+    os.execve(sys.executable, kernel_command(home, durability, resume), _seed_env(home))
 
 
 def boot_detached(
     home: Path, *, durability: str | None = None, resume: bool = True, timeout: float = 30.0
 ) -> int:
     """Start a kernel in its own session; return its OS pid once it serves."""
-    from agentos.store.home import Home
-
-    h = Home(home)
-    h.create()
-    env = {**os.environ, "PYTHONHASHSEED": str(h.hash_seed())}  # spares the kernel a re-exec
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(home / "kernel.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
-            _boot_args(home, durability, resume),
+            kernel_command(home, durability, resume),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
-            env=env,
+            env=_seed_env(home),
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
