@@ -107,11 +107,10 @@ def decode_args(schema: type[Args], raw: Any) -> Args:
         raise InvalidArgument(f"syscall arguments must be a map, not {type(raw).__name__}")
     try:
         args = msgspec.convert(raw, schema, strict=True)
+        _json_encode(args)  # events hold strings as UTF-8 JSON: no lone surrogates (only agents can send one)
     except msgspec.ValidationError as exc:  # its text may quote a field name: keep it valid Unicode
         raise InvalidArgument(str(exc).encode("utf-8", "backslashreplace").decode()) from None
-    try:  # events hold strings as UTF-8 JSON, which has no lone surrogates (only agents can send one)
-        _json_encode(args)
-    except UnicodeEncodeError:
+    except UnicodeEncodeError:  # from either line: convert encodes field names to look them up
         raise InvalidArgument("strings must be valid Unicode (no lone surrogates)") from None
     return args
 

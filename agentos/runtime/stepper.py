@@ -193,7 +193,8 @@ class AgentRunner:
             self.k.emit_all(events, p.pid, blobs=blobs)
             return
         task = AgentTask(p.pid, p.epoch, coro, journal, replaying=True)
-        task.term_pending = self.early_term.pop(p.pid, None)
+        # a TERM acknowledged before the crash but not yet raised in the agent is raised now
+        task.term_pending = self.early_term.pop(p.pid, None) or p.cancel_pending
         self.tasks[p.pid] = task
         self._ready(task)
 

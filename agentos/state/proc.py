@@ -59,6 +59,7 @@ class Process(msgspec.Struct, kw_only=True):
     epoch: int = 0
     resume_failures: int = 0
     kill_at_ns: int | None = None  # a pending KILL at the end of a TERM's grace period
+    cancel_pending: str | None = None  # a TERM/INT/HUP not yet raised in the agent
     signals: dict[str, int] = {}
 
     @property
@@ -113,6 +114,8 @@ def _blocked(t: ProcessTable, seq: int, ts: int, e: ev.SyscallBlocked) -> None:
 def _done(t: ProcessTable, seq: int, ts: int, e: ev.SyscallDone) -> None:
     p = t.procs[e.pid]
     p.syscalls += 1
+    if e.cancelled:
+        p.cancel_pending = None
     if p.wait_call is not None:
         p.wait_call = None
         if p.state == BLOCKED:
@@ -138,8 +141,10 @@ def _continued(t: ProcessTable, seq: int, ts: int, e: ev.ProcContinued) -> None:
 def _signaled(t: ProcessTable, seq: int, ts: int, e: ev.ProcSignaled) -> None:
     p = t.procs[e.pid]
     p.signals[e.sig] = p.signals.get(e.sig, 0) + 1
-    if e.kill_at_ns is not None and (p.kill_at_ns is None or e.kill_at_ns < p.kill_at_ns):
-        p.kill_at_ns = e.kill_at_ns
+    if e.kill_at_ns is not None:  # a cancelling signal to an agent
+        p.cancel_pending = e.sig
+        if p.kill_at_ns is None or e.kill_at_ns < p.kill_at_ns:
+            p.kill_at_ns = e.kill_at_ns
 
 
 def _exited(t: ProcessTable, seq: int, ts: int, e: ev.ProcExited) -> None:
