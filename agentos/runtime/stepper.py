@@ -4,7 +4,8 @@ Agents are not asyncio tasks: the dispatcher asks the scheduling policy for the 
 agent and steps its coroutine with ``send()`` to its next trap, charging the step's CPU time
 to it, and gives the asyncio loop a turn about every millisecond so sockets are served.
 
-Each trap is answered in one of three ways:
+Each trap is answered in one of three ways (replay itself lives in ``replay.py``, starting and
+resuming agents in ``lifecycle.py``):
 
 * **replay** — while the agent is being resumed after a restart, from its journal: if the
   recorded call and argument digest match, the recorded result (or error, or cancellation)
@@ -34,21 +35,19 @@ from agentos.errors import (
     AgentOSError,
     InvalidArgument,
     ReplayDivergence,
-    SecurityViolation,
-    error_from_wire,
 )
 from agentos.kernel import sysproc
 from agentos.kernel.calls import AGENT_RIGHTS, Block, Caller, Done
 from agentos.kernel.kernel import Kernel
 from agentos.kernel.sched import RoundRobin
 from agentos.kernel.syscall import SYSCALLS
-from agentos.runtime import loader
-from agentos.runtime.agents import AgentTask, Journal, args_digest, decode_result, encode_result
+from agentos.runtime import replay
+from agentos.runtime.agents import AgentTask, args_digest, encode_result
 from agentos.runtime.console import ConsoleCapture
+from agentos.runtime.lifecycle import Lifecycle
 from agentos.runtime.watchdog import Watchdog, WatchdogInterrupt
 from agentos.state import events as ev
-from agentos.state.proc import CREATING, STOPPED, Process
-from agentos.store.log import blob_hash
+from agentos.state.proc import Process
 
 log = logging.getLogger("agentos.stepper")
 _CANCEL_SIGNALS = sysproc.CANCELLING
@@ -65,7 +64,7 @@ _LIFECYCLE = frozenset(
 )
 
 
-class AgentRunner:
+class AgentRunner(Lifecycle):
     def __init__(self, kernel: Kernel, watchdog: Watchdog, capture: ConsoleCapture) -> None:
         self.k = kernel
         self.watchdog = watchdog
@@ -114,130 +113,7 @@ class AgentRunner:
     def on_committed(self, batch: list[Any]) -> None:
         pass
 
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def _load(self, p: Process) -> Any:
-        source = self.k.blob(p.code)
-        if source is None:
-            raise InvalidArgument(
-                f"the code of process {p.pid} ({p.code[:12]}) is missing from the blob store"
-            )
-        if blob_hash(source) != p.code:  # never run code that is not what was spawned
-            raise SecurityViolation(
-                f"the stored code of process {p.pid} does not match its hash {p.code[:12]}"
-            )
-        return loader.instantiate(p, source, p.argv)
-
-    def _start(self, pid: int) -> None:
-        p = self.k.state.world.procs.get(pid)
-        if p is None or p.state != CREATING:
-            return
-        try:
-            coro = self._load(p)
-        except BaseException as exc:  # noqa: BLE001 - any load failure ends the agent, not the kernel
-            self._fail_to_load(p, exc)
-            return
-        self.tasks[pid] = AgentTask(pid, p.epoch, coro)
-        self.k.emit(ev.ProcStarted(pid=pid), pid)
-        self._ready(self.tasks[pid])
-
-    def _fail_to_load(self, p: Process, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(exc))
-        events, blobs = sysproc.console_events(
-            self.k, p.pid, f"agentos: cannot start {p.target}:\n{text}", "stderr"
-        )
-        self.k.emit_all(events, p.pid, blobs=blobs)
-        self.k.emit_all(
-            sysproc.exit_events(self.k, p, 1, fault="load", reason=f"{type(exc).__name__}: {exc}"), p.pid
-        )
-
-    def resume(self, p: Process) -> bool:
-        """Re-run an agent that was alive when the kernel stopped, answering from its journal."""
-        if not p.alive or p.pid in self.tasks:
-            return False
-        if p.kill_at_ns is not None:  # a TERM's grace period was running when the kernel stopped
-            self.arm_kill(p.pid, p.kill_at_ns)
-        if p.state == CREATING:
-            self._loop.call_soon(self._start, p.pid)
-            return True
-        if p.state == STOPPED and not (p.stop_reason or "").startswith("quarantined"):
-            self.deferred[p.pid] = p  # a stopped process does not run, not even to replay
-            return True
-        if p.resume_failures >= param.RESUME_QUARANTINE_AFTER:
-            if p.state != STOPPED or not (p.stop_reason or "").startswith("quarantined"):
-                reason = f"resume failed {p.resume_failures} times in a row"
-                self.k.emit(ev.ProcQuarantined(pid=p.pid, reason=reason), p.pid)
-            return False
-        attempt = self.k.emit(ev.ProcResumeStarted(pid=p.pid), p.pid)
-        self.resuming.add(p.pid)
-        self._loop.create_task(self._resume_once_durable(p, attempt))
-        return True
-
-    async def _resume_once_durable(self, p: Process, attempt: int) -> None:
-        """Load and replay only once the attempt is on disk: an agent whose import or replay
-        kills the kernel still counts toward its quarantine."""
-        await self.k.committer.durable(attempt)
-        self.resuming.discard(p.pid)
-        if not p.alive:
-            return
-        journal = self._read_journal(p)
-        try:
-            coro = self._load(p)
-        except BaseException as exc:  # noqa: BLE001
-            # A failed resume leaves the agent alive but not running: it was fine until the
-            # restart, so the next boot tries again, and K failures in a row quarantine it.
-            text = "".join(traceback.format_exception(exc))
-            events, blobs = sysproc.console_events(
-                self.k, p.pid, f"agentos: cannot resume {p.target}:\n{text}", "stderr"
-            )
-            self.k.emit_all(events, p.pid, blobs=blobs)
-            return
-        task = AgentTask(p.pid, p.epoch, coro, journal, replaying=True)
-        # a TERM acknowledged before the crash but not yet raised in the agent is raised now
-        task.term_pending = self.early_term.pop(p.pid, None) or p.cancel_pending
-        self.tasks[p.pid] = task
-        self._ready(task)
-
-    def _read_journal(self, p: Process) -> Journal:
-        journal = Journal()
-        for r in self.k.log.journal_of(p.pid, p.created_seq - 1, self.k.reader):
-            e = ev.decode(r.kind, r.version, r.payload)
-            if getattr(e, "epoch", None) != p.epoch or getattr(e, "pid", None) != p.pid:
-                continue
-            if isinstance(e, ev.SyscallDone):
-                journal.done[e.n] = e
-            elif isinstance(e, ev.SyscallBlocked):
-                journal.intents[e.n] = e
-            elif isinstance(e, ev.ConsoleWrite) and e.n >= 0:
-                journal.printed.add(e.n)
-        return journal
-
-    def _discard(self, task: AgentTask) -> None:
-        task.dead = True
-        self.policy.discard(task.pid)
-        self.k.unpark(task.pid)
-        self._flush_cpu(task)
-        self._loop.call_soon(self._close, task)
-
-    def _close(self, task: AgentTask) -> None:
-        try:
-            task.coro.close()  # runs the agent's finally blocks; traps yielded now are refused
-        except BaseException:  # noqa: BLE001
-            log.info("agent %d yielded while being closed; its cleanup was cut short", task.pid)
-        loader.unload(task.pid)
-
-    def _restart_as_new(self, task: AgentTask, epoch: int) -> None:
-        p = self.k.state.world.procs.get(task.pid)
-        if p is None or not p.alive or self.tasks.get(task.pid) is not task:
-            return
-        self._close(task)
-        try:
-            coro = self._load(p)
-        except BaseException as exc:  # noqa: BLE001
-            self._fail_to_load(p, exc)
-            return
-        self.tasks[p.pid] = AgentTask(p.pid, epoch, coro, stopped=task.stopped)
-        self._ready(self.tasks[p.pid])
+    # -- signals ----------------------------------------------------------------------------
 
     def arm_kill(self, pid: int, kill_at_ns: int) -> None:
         """KILL at the recorded end of a TERM's grace period (re-armed at boot from the state)."""
@@ -407,38 +283,18 @@ class AgentRunner:
         self._live(task, n, trap)
 
     def _replay(self, task: AgentTask, n: int, trap: Trap) -> bool:
-        """Answer trap n from the journal; False once the journal has ended (go live)."""
-        done = task.journal.done.get(n)
-        if done is None:
-            intent = task.journal.intents.get(n)
-            if intent is not None and intent.call != trap.call:
-                self._diverged(task, n, f"call {n} was {intent.call}, now {trap.call}")
-                return True
-            if n > task.journal.last_n or intent is not None:
-                self._end_replay(task)  # the journal ends here; a parked call resumes with its intent
-                return False
-            row = SYSCALLS.get(trap.call)
-            if row is not None and row.journal == "counter":
-                return False  # its result is fixed for the caller: answered live, still replaying
-            self._diverged(task, n, f"call {n} is {trap.call}, which the journal does not have")
-            return True
-        digest = args_digest(trap.args)
-        if done.call != trap.call or done.args_digest != digest:
-            self._diverged(
-                task,
-                n,
-                f"call {n} was {done.call}{'' if done.call != trap.call else ' with other arguments'}, now {trap.call}",
-            )
-            return True
-        task.replayed += 1
-        if done.cancelled:
-            task.resume_with(exc=AgentCancelled(done.signal or "TERM"))
-        elif done.error is not None:
-            task.resume_with(exc=error_from_wire(done.error))
-        else:
-            task.resume_with(decode_result(done))
-        self._ready(task)
-        return True
+        """Answer trap n from the journal; False when it must run live (the journal has ended,
+        or its result is fixed for the caller)."""
+        answer = replay.consult(task.journal, n, trap)
+        if answer.kind == "diverged":
+            self._diverged(task, n, answer.detail)
+        elif answer.kind == "end":
+            self._end_replay(task)  # the journal ends here; a parked call resumes with its intent
+        elif answer.kind == "answer":
+            task.replayed += 1
+            task.resume_with(answer.value, answer.exc)
+            self._ready(task)
+        return answer.kind in ("diverged", "answer")
 
     def _diverged(self, task: AgentTask, n: int, detail: str) -> None:
         err = ReplayDivergence(f"agent {task.pid} is not deterministic: {detail}")
