@@ -209,7 +209,9 @@ class Kernel:
         """Validate, authorise and decide one syscall; emit the events of a Done outcome."""
         row = SYSCALLS.get(name) if isinstance(name, str) else None
         if row is None:
-            raise InvalidArgument(f"unknown syscall {name!r}", code="ENOSYS")
+            raise InvalidArgument(
+                f"unknown syscall {repr(name)[:64]}", code="ENOSYS"
+            )  # echo untrusted names short
         args = decode_args(row.schema, raw_args)
         if row.right not in caller.rights:
             raise PermissionDenied(

@@ -224,6 +224,8 @@ class SocketServer:
             s.flush(durable)
 
     def ended(self, s: Session) -> None:
+        if s not in self.sessions:
+            return  # already ended (at shutdown, before its connection_lost)
         self.sessions.discard(s)
         for token in s.parked:
             self.kernel.unpark(token)
@@ -237,8 +239,11 @@ class SocketServer:
             self.kernel.emit_all(sysproc.exit_events(self.kernel, p, 0, reason="disconnected"), s.pid)
 
     async def close(self) -> None:
+        """Stop listening, deliver what is durable, and end every session (before the kernel's
+        own shutdown event, so the log tells the story in order)."""
         if self.server is not None:
             self.server.close()
         for s in list(self.sessions):
             s.flush(self.kernel.committer.durable_seq)
             s.close()
+            self.ended(s)

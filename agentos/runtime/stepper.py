@@ -33,6 +33,7 @@ from agentos.abi.traps import Trap
 from agentos.errors import (
     AgentCancelled,
     AgentOSError,
+    InternalError,
     InvalidArgument,
     ReplayDivergence,
 )
@@ -169,6 +170,11 @@ class AgentRunner(Lifecycle):
                         self._step(task)
                     except WatchdogInterrupt:  # landed just after the agent's step returned
                         self._exit(task, 128 + 24, fault="watchdog", reason="ran too long without a syscall")
+                    except Exception as exc:  # a kernel bug: it ends this agent, never the dispatcher
+                        log.exception("internal error while stepping agent %d", pid)
+                        self._exit(
+                            task, 1, fault="internal", reason=f"kernel error: {type(exc).__name__}: {exc}"
+                        )
             await asyncio.sleep(0)
 
     def _step(self, task: AgentTask) -> None:
@@ -306,7 +312,12 @@ class AgentRunner(Lifecycle):
         digest = args_digest(trap.args)
         try:
             outcome = self.k.call(caller, trap.call, trap.args)
-        except AgentOSError as err:
+        except Exception as exc:
+            if isinstance(exc, AgentOSError):
+                err = exc
+            else:  # a handler bug: a typed error for the agent, a traceback for the kernel log
+                log.exception("internal error in %s for agent %d", trap.call, task.pid)
+                err = InternalError(f"{trap.call} failed inside the kernel: {type(exc).__name__}")
             if not task.dead:
                 self._emit_done(task, n, trap.call, digest, error=err.to_wire())
                 task.resume_with(exc=err)

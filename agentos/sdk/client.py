@@ -22,6 +22,7 @@ from agentos.abi.frames import encode_frame, read_frame
 from agentos.errors import InternalError, NetworkError, error_from_wire
 
 SOCKET_NAME = "kernel.sock"
+STREAMING = frozenset({"events", "logs"})  # answered as {id, more} items, then a final reply
 
 
 class Client:
@@ -75,6 +76,10 @@ class Client:
         return msg
 
     def call(self, call: str, **args: Any) -> Any:
+        """The call's result; for a call that streams (events, logs), the list of its items."""
+        items = list(self.stream(call, **args)) if call in STREAMING else None
+        if items is not None:
+            return items
         req_id = self.send(call, **args)
         while True:
             msg = self._read()

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from agentos.errors import InvalidArgument
+
 
 class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     KIND: ClassVar[str] = ""
@@ -203,6 +205,11 @@ def decode(kind: str, version: int, text: bytes) -> Payload:
     cls = KINDS.get(kind)
     if cls is None:
         raise KeyError(f"unknown event kind {kind!r}")
+    if version > cls.VERSION:
+        raise InvalidArgument(
+            f"event kind {kind!r} version {version} was written by a newer AgentOS (this one reads up to {cls.VERSION})",
+            code="EPROTONOSUPPORT",
+        )
     if version != cls.VERSION:
         raw = msgspec.json.decode(text)
         while version < cls.VERSION:
