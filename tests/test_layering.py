@@ -182,10 +182,13 @@ def test_every_syscall_row_names_a_right_and_a_schema() -> None:
 def test_dispatch_checks_the_right_of_every_row_before_its_handler(name: str) -> None:
     # A kernel with no state at all: a handler that ran would fail on it; a denial comes first.
     kernel = Kernel.__new__(Kernel)
+    audited: list[Any] = []
+    kernel.emit = lambda payload, *a, **kw: audited.append(payload) or 0  # type: ignore[method-assign]
     caller = Caller(pid=99, kind="agent", rights=frozenset())
     with pytest.raises(PermissionDenied) as info:
         kernel.call(caller, name, minimal_args(SYSCALLS[name].schema))
     assert (info.value.code, info.value.category) == ("EACCES", "denied")
+    assert [(a.pid, a.call) for a in audited] == [(99, name)]  # the denial is an audit event
 
 
 CALLS_EACH = '''

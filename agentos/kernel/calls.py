@@ -28,10 +28,17 @@ class Caller:
     task: int = 0
     n: int = 0
     intent: ev.SyscallBlocked | None = None  # this call's intent recorded before a crash
+    request: str | None = None  # a session's request id, for correlation
 
     @property
     def syscall_id(self) -> str | None:
         return f"{self.pid}:{self.epoch}:{self.task}:{self.n}" if self.kind == "agent" else None
+
+    @property
+    def correlation(self) -> str:
+        """Links the events and the error of one call: ``pid:epoch:task:n`` for an agent's
+        syscall, ``s<pid>:<request id>`` for a session's request."""
+        return self.syscall_id or f"s{self.pid}:{self.request}"
 
 
 @dataclass(slots=True)

@@ -185,10 +185,13 @@ class Kernel:
         *,
         syscall: str | None = None,
         blobs: dict[str, bytes] | None = None,
+        correlation: str | None = None,
     ) -> int:
         seq = self.head_seq
         for i, payload in enumerate(payloads):
-            seq = self.emit(payload, pid, syscall=syscall, blobs=blobs if i == 0 else None)
+            seq = self.emit(
+                payload, pid, syscall=syscall, blobs=blobs if i == 0 else None, correlation=correlation
+            )
         return seq
 
     def _on_committed(self, batch: list[EventRecord]) -> None:
@@ -214,13 +217,31 @@ class Kernel:
             )  # echo untrusted names short
         args = decode_args(row.schema, raw_args)
         if row.right not in caller.rights:
+            # a denial is itself an audit event, in the ledger (never rewound)
+            self.emit(
+                ev.AccessDenied(pid=caller.pid, call=name, right=row.right),
+                caller.pid,
+                syscall=caller.syscall_id,
+                correlation=caller.correlation,
+            )
             raise PermissionDenied(
                 f"{name} needs the {row.right!r} right, which process {caller.pid} does not hold",
                 code="EACCES",
+                correlation=caller.correlation,
             )
-        outcome = row.handler(self, caller, args)
+        try:
+            outcome = row.handler(self, caller, args)
+        except AgentOSError as err:
+            err.correlation = err.correlation or caller.correlation
+            raise
         if isinstance(outcome, Done) and outcome.events:
-            self.emit_all(outcome.events, caller.pid, syscall=caller.syscall_id, blobs=outcome.blobs)
+            self.emit_all(
+                outcome.events,
+                caller.pid,
+                syscall=caller.syscall_id,
+                blobs=outcome.blobs,
+                correlation=caller.correlation,
+            )
         return outcome
 
     def park(
@@ -256,7 +277,13 @@ class Kernel:
         if done is None:
             return False
         if done.events:
-            self.emit_all(done.events, parked.caller.pid, syscall=parked.caller.syscall_id, blobs=done.blobs)
+            self.emit_all(
+                done.events,
+                parked.caller.pid,
+                syscall=parked.caller.syscall_id,
+                blobs=done.blobs,
+                correlation=parked.caller.correlation,
+            )
         parked.reply(done.result, None)
         return True
 

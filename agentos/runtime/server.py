@@ -133,7 +133,7 @@ class SocketServer:
             if s.pid is None:
                 self._hello(s, req_id, call, args)
                 return
-            caller = Caller(s.pid, "session", ALL_RIGHTS)
+            caller = Caller(s.pid, "session", ALL_RIGHTS, request=str(req_id))
             outcome = self.kernel.call(caller, call, args)
         except AgentOSError as err:
             s.reply(self.kernel.head_seq, {"id": req_id, "err": err.to_wire()})

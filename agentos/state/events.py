@@ -185,6 +185,15 @@ class ConsoleWrite(Payload):
 # -- ledger (global, monotone: never rewound) ---------------------------------------------
 
 
+@event("audit.denied")
+class AccessDenied(Payload):
+    """A call refused for lack of a right (the audit trail lives in the ledger)."""
+
+    pid: int
+    call: str
+    right: str
+
+
 @event("ledger.cpu")
 class CpuCharged(Payload):
     pid: int

@@ -18,7 +18,7 @@ from agentos import param
 from agentos.state import events as ev
 from agentos.state.proc import APPLY, ProcessTable
 
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2  # bump whenever apply() or the state shapes change: old snapshots are then ignored
 
 
 class World(msgspec.Struct):
@@ -31,6 +31,7 @@ class Ledger(msgspec.Struct):
     boots: int = 0
     cpu_ns: dict[int, int] = {}
     cpu_total_ns: int = 0
+    denials: int = 0
     events: int = 0
 
 
@@ -53,7 +54,12 @@ def _ledger_cpu(ledger: Ledger, e: ev.CpuCharged) -> None:
     ledger.cpu_total_ns += e.ns
 
 
+def _ledger_denied(ledger: Ledger, e: ev.AccessDenied) -> None:
+    ledger.denials += 1
+
+
 LEDGER_APPLY: dict[type, Callable[[Ledger, Any], None]] = {
+    ev.AccessDenied: _ledger_denied,
     ev.ProcSpawned: _ledger_spawned,
     ev.KernelBooted: _ledger_booted,
     ev.CpuCharged: _ledger_cpu,
