@@ -474,13 +474,13 @@ async def _single_acks(n: int, warmup: int, max_seconds: float) -> list[float]:
     return samples
 
 
-@benchmark(
+@_measure(
     "single_event_ack_latency",
-    target="<= 3",
+    target=None,  # the issue asks for p50/p99, with no target
     baseline="apsw one autocommit INSERT per transaction into events (WAL, synchronous=NORMAL)",
     notes="ours: one Kernel.emit of a ~205 B sys.done payload, then await committer.durable(seq), in an "
-    "asyncio loop in this process (the group committer wakes, runs the transaction on its writer thread, "
-    "resolves the waiter); per-event µs, p50 = ours_us, p99 = ours_p99_us. Baseline: one autocommit INSERT of "
+    "asyncio loop in this process (the group committer wakes and commits a batch this small on the loop "
+    "thread: one transaction holding the event and the HMAC-signed chain head, then resolves the waiter); per-event µs, p50 = ours_us, p99 = ours_p99_us. Baseline: one autocommit INSERT of "
     "a same-sized row, synchronously, in the calling thread.",
 )
 def single_event_ack(cfg: Config) -> Sides:
