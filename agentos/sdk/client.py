@@ -75,36 +75,33 @@ class Client:
             raise InternalError(f"malformed reply from the kernel: {msg!r}")
         return msg
 
+    def _replies(self, req_id: int) -> Iterator[dict[str, Any]]:
+        """The frames answering ``req_id``: any ``more`` items, then the final reply (or its error)."""
+        while True:
+            msg = self._read()
+            if msg.get("id") not in (req_id, None):
+                continue
+            if "err" in msg:
+                raise error_from_wire(msg["err"])
+            yield msg
+            if "more" not in msg:
+                return
+
     def call(self, call: str, **args: Any) -> Any:
         """The call's result; for a call that streams (events, logs), the list of its items."""
-        items = list(self.stream(call, **args)) if call in STREAMING else None
-        if items is not None:
-            return items
-        req_id = self.send(call, **args)
-        while True:
-            msg = self._read()
-            if msg.get("id") not in (req_id, None):
-                continue
-            if "err" in msg:
-                raise error_from_wire(msg["err"])
-            if "more" in msg:
-                continue
-            return msg.get("ok")
+        if call in STREAMING:
+            return list(self.stream(call, **args))
+        result = None
+        for msg in self._replies(self.send(call, **args)):
+            result = msg.get("ok")
+        return result
 
     def stream(self, call: str, **args: Any) -> Iterator[Any]:
-        req_id = self.send(call, **args)
-        while True:
-            msg = self._read()
-            if msg.get("id") not in (req_id, None):
-                continue
-            if "err" in msg:
-                raise error_from_wire(msg["err"])
+        for msg in self._replies(self.send(call, **args)):
             if "more" in msg:
                 yield msg["more"]
-                continue
-            if isinstance(msg.get("ok"), list):  # not followed: the whole answer in the final reply
+            elif isinstance(msg.get("ok"), list):  # not followed: the whole answer in the final reply
                 yield from msg["ok"]
-            return
 
     def close(self) -> None:
         self.sock.close()
