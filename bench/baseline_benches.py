@@ -1,8 +1,9 @@
 """Baseline-only entries: the reference numbers of ``bench.baselines``, recorded on every ``python -m bench``.
 
 They carry no "ours" side and no target (``ratio``, ``ours_us``, ``target`` and ``met`` are ``null``); the
-kernel's comparative measures (``bench/kernel_benches.py``) measure the same baselines again, interleaved
-with their own runs, and are the ones that state targets.
+kernel's comparative measures (``bench/syscall_benches.py``, ``bench/log_benches.py``,
+``bench/recovery_benches.py``) measure the same baselines again, interleaved with their own runs, and are
+the ones that state targets.
 """
 
 from __future__ import annotations

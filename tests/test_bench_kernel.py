@@ -1,4 +1,5 @@
-"""Smoke test of the kernel's benchmarks (bench/kernel_benches.py): two measures end to end through the CLI."""
+"""Smoke test of the kernel's benchmarks (bench/syscall_benches.py, bench/log_benches.py): two measures end to end
+through the CLI."""
 
 from __future__ import annotations
 
