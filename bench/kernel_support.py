@@ -11,45 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from agentos.errors import AgentOSError
 from agentos.testing.kernelproc import KernelProcess
 from bench import baselines
-from bench.harness import Kind, Measure, SetupFn, register
-
-
-def measure(
-    name: str,
-    *,
-    target: str | None,
-    baseline: str,
-    kind: Kind = "latency",
-    unit: str = "op",
-    notes: str = "",
-    budget_s: float | None = None,
-    quick_budget_s: float | None = None,
-) -> Callable[[SetupFn], SetupFn]:
-    """Like :func:`bench.harness.benchmark`, but the target may be ``None`` (no target stated)."""
-
-    def wrap(setup: SetupFn) -> SetupFn:
-        register(
-            Measure(
-                name=name,
-                setup=setup,
-                baseline=baseline,
-                target=target,
-                kind=kind,
-                unit=unit,
-                notes=notes,
-                budget_s=budget_s,
-                quick_budget_s=quick_budget_s,
-            )
-        )
-        return setup
-
-    return wrap
 
 
 @contextlib.contextmanager

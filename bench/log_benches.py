@@ -26,7 +26,6 @@ from agentos.state import events as ev
 from agentos.store.home import Home
 from bench import baselines
 from bench.harness import Config, Sides, benchmark
-from bench.kernel_support import measure
 
 # --------------------------------------------------------------------------------------------------------
 # Shared: sys.done payloads and a kernel booted in this process
@@ -204,7 +203,7 @@ async def _single_acks(n: int, warmup: int, max_seconds: float) -> list[float]:
     return samples
 
 
-@measure(
+@benchmark(
     "single_event_ack_latency",
     target=None,  # the issue asks for p50/p99, with no target
     baseline="apsw one autocommit INSERT per transaction into events (WAL, synchronous=NORMAL)",

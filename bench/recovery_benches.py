@@ -29,8 +29,8 @@ from agentos.errors import AgentOSError
 from agentos.sdk.client import Client
 from agentos.store.home import Home
 from bench import baselines
-from bench.harness import Config, Sides
-from bench.kernel_support import measure, write_agent
+from bench.harness import Config, Sides, benchmark
+from bench.kernel_support import write_agent
 
 # --------------------------------------------------------------------------------------------------------
 # The workload and the crashed home (untimed setup)
@@ -227,7 +227,7 @@ def _recover_once(
     }
 
 
-@measure(
+@benchmark(
     "kill9_recovery",
     target=None,
     baseline='Python interpreter start: subprocess.run([sys.executable, "-c", "pass"])',

@@ -334,7 +334,7 @@ def exchange(home: Path, data: bytes, timeout: float = 10.0) -> list[Any]:
         sock.close()
 
 
-def throw_bytes(live: Live, data: bytes) -> None:
+def check_bytes_get_typed_answers(live: Live, data: bytes) -> None:
     for frame in exchange(live.home, data):
         assert_well_formed(frame)
     assert live.alive()
@@ -350,7 +350,7 @@ def before_bytes(live: Live) -> dict[str, Any]:
 def test_arbitrary_bytes_get_typed_errors_or_a_close(
     live: Live, before_bytes: dict[str, Any], data: bytes
 ) -> None:
-    throw_bytes(live, data)
+    check_bytes_get_typed_answers(live, data)
 
 
 def test_kernel_serves_after_the_byte_fuzz(live: Live, before_bytes: dict[str, Any]) -> None:
@@ -361,7 +361,7 @@ def test_kernel_serves_after_the_byte_fuzz(live: Live, before_bytes: dict[str, A
 @SOAK
 @given(data=STREAMS)
 def test_arbitrary_bytes_soak(live: Live, data: bytes) -> None:
-    throw_bytes(live, data)
+    check_bytes_get_typed_answers(live, data)
 
 
 # -- (b) every syscall with fuzzed arguments, from a client -------------------------------------------
@@ -548,7 +548,7 @@ def agent_calls(draw: st.DrawFn) -> list[list[Any]]:
     return calls
 
 
-def run_fuzz_agent(c: Client, live: Live, calls: list[list[Any]]) -> None:
+def check_agent_sees_only_typed_errors(c: Client, live: Live, calls: list[list[Any]]) -> None:
     spec = json.dumps(calls)  # ascii: lone surrogates travel as escapes
     if len(spec) > param.MAX_ARG_BYTES:
         return
@@ -602,7 +602,7 @@ def before_agents(live: Live) -> dict[str, Any]:
 def test_agent_traps_with_fuzzed_args_see_only_typed_errors(
     live: Live, before_agents: dict[str, Any], agent_client: Client, calls: list[list[Any]]
 ) -> None:
-    run_fuzz_agent(agent_client, live, calls)
+    check_agent_sees_only_typed_errors(agent_client, live, calls)
 
 
 PRINTS_BAD_TEXT = '''
@@ -684,4 +684,4 @@ def test_kernel_serves_after_the_agent_fuzz(live: Live, before_agents: dict[str,
 @SOAK
 @given(calls=agent_calls())
 def test_agent_fuzz_soak(live: Live, agent_client: Client, calls: list[list[Any]]) -> None:
-    run_fuzz_agent(agent_client, live, calls)
+    check_agent_sees_only_typed_errors(agent_client, live, calls)
