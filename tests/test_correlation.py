@@ -65,3 +65,20 @@ def test_an_event_written_by_a_newer_agentos_is_refused_not_misread() -> None:
     assert ev.decode("proc.started", 1, text) == ev.ProcStarted(pid=3)
     with pytest.raises(InvalidArgument, match="newer AgentOS"):
         ev.decode("proc.started", 2, text)
+
+
+def test_errors_of_blocked_and_invalid_calls_carry_the_correlation_too(
+    kernel: KernelProcess, agent_file
+) -> None:
+    with kernel.client() as c:
+        pid = c.call(
+            "spawn",
+            target=agent_file("from agentos import sdk\nasync def main():\n    await sdk.sleep(60)\n"),
+        )
+        req = c.send("wait", pid=pid, timeout=0.05)  # parks, then times out
+        msg = c._read()
+        assert msg["err"]["code"] == "ETIMEDOUT" and msg["err"]["correlation"] == f"s{c.pid}:{req}"
+        req = c.send("sleep", seconds=-1)  # refused by the argument schema
+        msg = c._read()
+        assert msg["err"]["code"] == "EINVAL" and msg["err"]["correlation"] == f"s{c.pid}:{req}"
+        c.call("kill", pid=pid, sig="KILL")

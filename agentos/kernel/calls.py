@@ -37,7 +37,9 @@ class Caller:
     @property
     def correlation(self) -> str:
         """Links the events and the error of one call: ``pid:epoch:task:n`` for an agent's
-        syscall, ``s<pid>:<request id>`` for a session's request."""
+        syscall, ``s<pid>:<request id>`` for a session's request, ``kernel:<why>`` for the kernel's own."""
+        if self.kind == "kernel":
+            return f"kernel:{self.request}"
         return self.syscall_id or f"s{self.pid}:{self.request}"
 
 

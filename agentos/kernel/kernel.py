@@ -209,12 +209,18 @@ class Kernel:
     # -- syscalls ----------------------------------------------------------------------------
 
     def call(self, caller: Caller, name: Any, raw_args: Any) -> Done | Block | Stream:
-        """Validate, authorise and decide one syscall; emit the events of a Done outcome."""
+        """Validate, authorise and decide one syscall; emit the events of a Done outcome. Every
+        typed error it raises carries the call's correlation id."""
+        try:
+            return self._call(caller, name, raw_args)
+        except AgentOSError as err:
+            err.correlation = err.correlation or caller.correlation
+            raise
+
+    def _call(self, caller: Caller, name: Any, raw_args: Any) -> Done | Block | Stream:
         row = SYSCALLS.get(name) if isinstance(name, str) else None
-        if row is None:
-            raise InvalidArgument(
-                f"unknown syscall {repr(name)[:64]}", code="ENOSYS"
-            )  # echo untrusted names short
+        if row is None:  # echo an untrusted name short
+            raise InvalidArgument(f"unknown syscall {repr(name)[:64]}", code="ENOSYS")
         args = decode_args(row.schema, raw_args)
         if row.right not in caller.rights:
             # a denial is itself an audit event, in the ledger (never rewound)
@@ -227,13 +233,8 @@ class Kernel:
             raise PermissionDenied(
                 f"{name} needs the {row.right!r} right, which process {caller.pid} does not hold",
                 code="EACCES",
-                correlation=caller.correlation,
             )
-        try:
-            outcome = row.handler(self, caller, args)
-        except AgentOSError as err:
-            err.correlation = err.correlation or caller.correlation
-            raise
+        outcome = row.handler(self, caller, args)
         if isinstance(outcome, Done) and outcome.events:
             self.emit_all(
                 outcome.events,
@@ -272,6 +273,7 @@ class Kernel:
         try:
             done = decide()
         except AgentOSError as exc:
+            exc.correlation = exc.correlation or parked.caller.correlation
             parked.reply(None, exc)
             return True
         if done is None:

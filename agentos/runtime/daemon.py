@@ -1,7 +1,7 @@
 """Run a kernel: boot it, attach the runtimes, serve until shutdown. The boot order, a line a step.
 
-``serve`` is what ``agentos boot`` runs (in the foreground, or in a detached child). SIGTERM
-and SIGINT ask for a clean shutdown: live agents are suspended and resumed by replay at the
+``serve`` is what the kernel program runs (``python -m agentos.runtime``, which ``agentos boot``
+execs, or spawns with ``--detach``). SIGTERM and SIGINT ask for a clean shutdown: live agents are suspended and resumed by replay at the
 next boot; ``shutdown --kill`` terminates them instead (TERM, then KILL after the grace).
 """
 
@@ -84,7 +84,7 @@ async def serve(
 
 async def _terminate_agents(kernel: Kernel) -> None:
     """TERM every live agent, wait out the grace period, then KILL what is left."""
-    admin = Caller(param.KERNEL_PID, "kernel")
+    admin = Caller(param.KERNEL_PID, "kernel", request="shutdown-kill")
 
     def live() -> list[int]:
         return [p.pid for p in kernel.state.world.procs.alive() if p.kind == "agent"]

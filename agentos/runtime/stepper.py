@@ -144,7 +144,11 @@ class AgentRunner(Lifecycle):
         p = self.k.state.world.procs.get(pid)
         if p is not None and p.alive and (pid in self.tasks or pid in self.deferred or pid in self.resuming):
             try:
-                self.k.call(Caller(param.KERNEL_PID, "kernel"), "kill", {"pid": pid, "sig": "KILL"})
+                self.k.call(
+                    Caller(param.KERNEL_PID, "kernel", request="term-grace"),
+                    "kill",
+                    {"pid": pid, "sig": "KILL"},
+                )
             except AgentOSError as err:
                 log.info("KILL after TERM grace for %d failed: %s", pid, err)
 

@@ -2,8 +2,9 @@
 
 Each payload class names its ``kind`` and ``version``; ``encode`` gives the canonical JSON
 text stored in the log, ``decode`` reads it back through the upcasters registered for older
-versions (the log is never rewritten). Kinds are grouped by subsystem prefix: ``kernel.``,
-``proc.``, ``sys.`` (the syscall journal), ``console.``, ``ledger.``.
+versions (the log is never rewritten); an event newer than this code knows is refused. Kinds
+are grouped by subsystem prefix: ``kernel.``, ``proc.``, ``sys.`` (the syscall journal),
+``console.``, and the ledger's ``ledger.`` and ``audit.``.
 """
 
 from __future__ import annotations
