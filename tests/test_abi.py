@@ -7,10 +7,8 @@ old head hashes as the kernel said it did).
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,7 @@ import pytest
 from agentos import param
 from agentos.abi.frames import FrameDecoder, FrameTooLarge, MalformedFrame, encode_frame, read_frame
 from agentos.errors import InvalidArgument
-from agentos.kernel.boot import rebuild_state
-from agentos.state.world import state_hash
-from agentos.store.log import EventLog
-from agentos.testing.kernelproc import KernelProcess
+from agentos.testing.live import LiveKernel, live_kernel
 
 # -- frames ---------------------------------------------------------------------------------------
 
@@ -168,46 +163,13 @@ def assert_typed(err: Any, code: str | None = None, category: str | None = None)
         assert err["category"] == category, err
 
 
-class Live:
-    """A kernel shared by this module's tests, and the health check run after each bad client."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.kp = KernelProcess(home).boot()
-        self.os_pid = self.kp.os_pid
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.kp.client() as c:
-            return c.call("state_hash")
-
-    def assert_serving(self, before: dict[str, Any]) -> None:
-        assert self.kp.os_pid == self.os_pid and os.path.exists(f"/proc/{self.os_pid}")
-        with self.kp.client() as c:
-            status = c.call("status")
-            assert status["os_pid"] == self.os_pid and status["boot"] == 1
-            assert status["seq"] >= before["seq"]
-            verified = c.call("verify")
-            assert verified["ok"], verified
-            assert int(verified["detail"].split()[0]) >= before["seq"]
-        log = EventLog(self.home / "log.db")
-        try:  # nothing committed before the bad client was lost or changed
-            assert state_hash(rebuild_state(log, until=before["seq"])) == before["hash"]
-        finally:
-            log.close()
+Live = LiveKernel
 
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    with tempfile.TemporaryDirectory(prefix="aos-") as d:
-        lv = Live(Path(d) / "home")
-        try:
-            yield lv
-            lv.kp.shutdown()
-            text = (lv.home / "kernel.log").read_text()
-            assert "Traceback" not in text and "internal error" not in text, text[-4000:]
-        finally:
-            if lv.kp.os_pid is not None:
-                lv.kp.kill9()
+    with live_kernel() as lv:
+        yield lv
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import secrets
 import selectors
 import socket
 import struct
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +31,10 @@ from agentos import errors, param
 from agentos.abi.frames import FrameDecoder, FrameTooLarge, encode_frame
 from agentos.abi.syscalls import Args
 from agentos.errors import AgentOSError, TimedOut
-from agentos.kernel.boot import rebuild_state
 from agentos.kernel.syscall import SYSCALLS
 from agentos.sdk.client import Client
-from agentos.state.world import state_hash
-from agentos.store.log import EventLog
 from agentos.testing.kernelproc import KernelProcess
+from agentos.testing.live import LiveKernel, live_kernel
 
 FUZZED_CALLS = sorted(name for name in SYSCALLS if name != "shutdown")
 BLOCKING = frozenset({"sleep", "wait", "events", "logs"})  # may park, or stream (follow)
@@ -57,54 +54,20 @@ SOAK = settings(FUZZ, max_examples=5_000)
 # -- the kernel under test --------------------------------------------------------------------------
 
 
-class Live:
+class Live(LiveKernel):
+    """The shared kernel, plus the fuzzing agent's file beside its home."""
+
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self.kp = KernelProcess(home).boot()
-        self.os_pid = self.kp.os_pid
+        super().__init__(home)
         self.agent_dir = home.parent / "agents"
         self.agent_dir.mkdir()
         (self.agent_dir / "fuzz_agent.py").write_text(FUZZ_AGENT)
 
-    def alive(self) -> bool:
-        try:
-            with open(f"/proc/{self.os_pid}/stat") as f:
-                return f.read().split(") ")[-1][:1] != "Z"
-        except OSError:
-            return False
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.kp.client() as c:
-            return c.call("state_hash")
-
-    def assert_serving(self, before: dict[str, Any]) -> None:
-        assert self.alive(), "the kernel died"
-        with self.kp.client() as c:
-            status = c.call("status")
-            assert status["os_pid"] == self.os_pid and status["boot"] == 1
-            assert status["seq"] >= before["seq"]
-            verified = c.call("verify")
-            assert verified["ok"], verified
-        log = EventLog(self.home / "log.db")
-        try:
-            assert state_hash(rebuild_state(log, until=before["seq"])) == before["hash"]
-        finally:
-            log.close()
-
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    with tempfile.TemporaryDirectory(prefix="aos-") as d:
-        lv = Live(Path(d) / "home")
-        try:
-            yield lv
-            assert lv.alive()
-            lv.kp.shutdown()  # shutdown is exercised last, for real
-            text = (lv.home / "kernel.log").read_text()
-            assert "Traceback" not in text and "internal error" not in text, text[-4000:]
-        finally:
-            if lv.kp.os_pid is not None:
-                lv.kp.kill9()
+    with live_kernel(Live) as lv:
+        yield lv
 
 
 def assert_typed(err: Any) -> None:
