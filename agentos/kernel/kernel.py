@@ -45,6 +45,8 @@ from agentos.store.log import EventLog
 log = logging.getLogger("agentos.kernel")
 
 _WAKING_KINDS = frozenset({"proc.exited", "proc.reaped", "proc.reparented"})
+_SNAPSHOT_EVERY = param.SNAPSHOT_EVERY_EVENTS
+_encode = ev.encode
 
 
 class Instrument(Protocol):
@@ -153,30 +155,29 @@ class Kernel:
     ) -> int:
         if self.fatal is not None:
             raise InternalError("the kernel has stopped after a failed commit", code="ESTORE")
+        # the hot path of the whole kernel: keep it to stamp, apply, queue, notify
         ts = time.time_ns()
+        kind = payload.KIND
         record = self.sequencer.stamp(
-            branch=self.state.world.branch,
-            kind=payload.KIND,
-            version=payload.VERSION,
-            pid=pid,
-            syscall=syscall,
-            correlation=correlation,
-            ts=ts,
-            payload=ev.encode(payload),
+            self.state.world.branch, kind, payload.VERSION, pid, syscall, correlation, ts, _encode(payload)
         )
-        apply(self.state, record.seq, ts, payload)
+        seq = record.seq
+        apply(self.state, seq, ts, payload)
         self.committer.add(record, blobs)
         if blobs:
-            if len(self._recent_blobs) > 256:
-                self._recent_blobs.clear()
-            self._recent_blobs.update(blobs)
-        if payload.KIND in _WAKING_KINDS:
+            self._remember_blobs(blobs)
+        if kind in _WAKING_KINDS:
             self._schedule_wait_recheck()
         for inst in self.instruments:
-            inst.on_event(record.seq, payload)
-        if record.seq - self._last_snapshot_seq >= param.SNAPSHOT_EVERY_EVENTS and not self._snapshotting:
+            inst.on_event(seq, payload)
+        if seq - self._last_snapshot_seq >= _SNAPSHOT_EVERY and not self._snapshotting:
             self._snapshot_soon()
-        return record.seq
+        return seq
+
+    def _remember_blobs(self, blobs: dict[str, bytes]) -> None:
+        if len(self._recent_blobs) > 256:
+            self._recent_blobs.clear()
+        self._recent_blobs.update(blobs)
 
     def emit_all(
         self,

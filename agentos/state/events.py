@@ -17,7 +17,7 @@ import msgspec
 from agentos.errors import InvalidArgument
 
 
-class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):  # no cycles
     KIND: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 
 import msgspec
 
 GENESIS = b"\x00" * 32
 
 
-class EventRecord(msgspec.Struct, frozen=True, array_like=True):
+class EventRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):  # scalars only: no cycles
     seq: int
     branch: int
     kind: str
@@ -33,6 +34,9 @@ class EventRecord(msgspec.Struct, frozen=True, array_like=True):
     payload: bytes  # canonical JSON text, utf-8
     prev_digest: bytes
     digest: bytes
+
+
+_INTS = struct.Struct(">qqqqq")  # seq, branch, version, pid, ts
 
 
 def compute_digest(
@@ -47,19 +51,23 @@ def compute_digest(
     ts: int,
     payload: bytes,
 ) -> bytes:
-    text = b"%b%d\x1f%d\x1f%b\x1f%d\x1f%d\x1f%b\x1f%b\x1f%d\x1e%b" % (
-        prev_digest,
-        seq,
-        branch,
-        kind.encode(),
-        version,
-        pid,
-        (syscall or "").encode(),
-        (correlation or "").encode(),
-        ts,
-        payload,
-    )
-    return hashlib.sha256(text).digest()
+    """sha256(prev digest ‖ seq, branch, version, pid, ts as big-endian int64 ‖ kind ␟ syscall ␟
+    correlation ␞ payload text)."""
+    return hashlib.sha256(
+        b"".join(
+            (
+                prev_digest,
+                _INTS.pack(seq, branch, version, pid, ts),
+                kind.encode(),
+                b"\x1f",
+                (syscall or "").encode(),
+                b"\x1f",
+                (correlation or "").encode(),
+                b"\x1e",
+                payload,
+            )
+        )
+    ).digest()
 
 
 def verify_record(record: EventRecord, prev_digest: bytes) -> bool:
@@ -94,7 +102,6 @@ class Sequencer:
 
     def stamp(
         self,
-        *,
         branch: int,
         kind: str,
         version: int,
