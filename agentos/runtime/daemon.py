@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 
 from agentos import param
@@ -77,6 +78,9 @@ async def serve(
     await kernel.close(clean=kernel.fatal is None)
     if kernel.fatal is not None:
         log.critical("kernel stopped: %s", kernel.fatal)
+        print(
+            f"agentos: the kernel stopped: {kernel.fatal}", file=sys.stderr
+        )  # kernel.log may be on the full disk
         return 70
     log.info("kernel shut down cleanly")
     return 0

@@ -57,7 +57,12 @@ class Client:
 
     def send(self, call: str, **args: Any) -> int:
         req_id = next(self._ids)
-        self.sock.sendall(encode_frame({"id": req_id, "call": call, "args": args}))
+        try:
+            self.sock.sendall(encode_frame({"id": req_id, "call": call, "args": args}))
+        except OSError as exc:  # the kernel is gone: a typed error, as for a read
+            raise NetworkError(
+                f"the kernel dropped the connection ({exc.strerror})", code="ECONNRESET"
+            ) from None
         return req_id
 
     def _read(self) -> dict[str, Any]:
