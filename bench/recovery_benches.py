@@ -67,13 +67,14 @@ async def parent(children, iterations):
     return 0
 '''
 
-# Boots a kernel exactly as ``agentos boot`` does (the home's PYTHONHASHSEED is set by the caller, so there
-# is no re-exec) but with snapshots switched off, so that the whole log becomes the tail after kill -9.
+# Runs the kernel program in this process, as ``agentos boot`` execs it (the home's PYTHONHASHSEED is set
+# by the caller, so there is no re-exec), but with snapshots switched off, so that the whole log becomes
+# the tail after kill -9.
 _NO_SNAPSHOT_KERNEL = (
     "import sys; from pathlib import Path; from agentos import param; "
     "param.SNAPSHOT_EVERY_EVENTS = 10**15; "
-    "from agentos.user.boot import boot_foreground; "
-    "sys.exit(boot_foreground(Path(sys.argv[1]), durability=None, resume=True))"
+    "from agentos.runtime.__main__ import main; "
+    "sys.exit(main(['--home', sys.argv[1]]))"
 )
 _FOREVER = str(10**9)
 

@@ -45,7 +45,6 @@ from agentos.store.log import EventLog
 log = logging.getLogger("agentos.kernel")
 
 _WAKING_KINDS = frozenset({"proc.exited", "proc.reaped", "proc.reparented"})
-_SNAPSHOT_EVERY = param.SNAPSHOT_EVERY_EVENTS
 _encode = ev.encode
 
 
@@ -79,6 +78,7 @@ class Kernel:
         self._waits_dirty = False
         self._recent_blobs: dict[str, bytes] = {}
         self._last_snapshot_seq = 0
+        self.snapshot_every = param.SNAPSHOT_EVERY_EVENTS
         self._snapshotting = False
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
@@ -170,7 +170,7 @@ class Kernel:
             self._schedule_wait_recheck()
         for inst in self.instruments:
             inst.on_event(seq, payload)
-        if seq - self._last_snapshot_seq >= _SNAPSHOT_EVERY and not self._snapshotting:
+        if seq - self._last_snapshot_seq >= self.snapshot_every and not self._snapshotting:
             self._snapshot_soon()
         return seq
 
