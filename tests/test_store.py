@@ -162,6 +162,8 @@ def test_append_read_round_trip(tmp: Path) -> None:
         # the payload is the exact JSON text that was digested, readable by SQLite's JSON functions
         rows = log.conn.execute("SELECT json_extract(payload, '$.name') FROM events WHERE seq=1").fetchall()
         assert rows == [("p2",)]
+        types = log.conn.execute("SELECT DISTINCT typeof(payload) FROM events").fetchall()
+        assert types == [("text",)]  # TEXT, not a BLOB (SQLite would read a BLOB as JSONB)
     finally:
         log.close()
     reopened = open_log(tmp / "log.db")

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import apsw
+from msgspec.structs import astuple
 
 from agentos.errors import InternalError
 from agentos.store.events import GENESIS, EventRecord, sign_head, verify_record
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS branches(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB);
 """
 
-_INSERT = "INSERT INTO events VALUES(?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT = "INSERT INTO events VALUES(?,?,?,?,?,?,?,?,CAST(? AS TEXT),?,?)"
 _COLUMNS = "seq, branch, kind, version, pid, syscall, correlation, ts, payload, prev_digest, digest"
 
 
@@ -99,25 +100,9 @@ class EventLog:
                         [(h, len(d), d) for h, d in blobs.items()],
                     )
                 if records:
-                    self.conn.executemany(
-                        _INSERT,
-                        [
-                            (
-                                r.seq,
-                                r.branch,
-                                r.kind,
-                                r.version,
-                                r.pid,
-                                r.syscall,
-                                r.correlation,
-                                r.ts,
-                                r.payload.decode(),
-                                r.prev_digest,
-                                r.digest,
-                            )
-                            for r in records
-                        ],
-                    )
+                    # each record is already the row, in column order (array-like struct); SQLite
+                    # turns the payload's UTF-8 bytes into TEXT itself: no per-row Python work
+                    self.conn.executemany(_INSERT, map(astuple, records))
                     last = records[-1]
                     self._put_meta("head", last.seq.to_bytes(8, "big") + last.digest + self._sign(last))
         except apsw.Error as exc:
