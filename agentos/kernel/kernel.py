@@ -20,6 +20,7 @@ the socket server attach themselves as instruments and receive every applied eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -80,6 +81,7 @@ class Kernel:
         self._last_snapshot_seq = 0
         self.snapshot_every = param.SNAPSHOT_EVERY_EVENTS
         self._snapshotting = False
+        self._snapshot_task: asyncio.Task[int] | None = None
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
 
@@ -310,7 +312,7 @@ class Kernel:
 
     def _snapshot_soon(self) -> None:
         self._snapshotting = True
-        asyncio.get_running_loop().create_task(self.snapshot())
+        self._snapshot_task = asyncio.get_running_loop().create_task(self.snapshot())
 
     async def snapshot(self) -> int:
         """Write a snapshot of the state as of now, once the log is durable up to it."""
@@ -332,6 +334,9 @@ class Kernel:
         self.shutdown_requested.set()
 
     async def close(self, *, clean: bool) -> None:
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            with contextlib.suppress(Exception):  # a periodic snapshot still being written: let it finish
+                await self._snapshot_task
         if self.fatal is None:
             if clean:
                 self.emit(ev.KernelShutdown(boot=self.boot_number, killed_agents=self.shutdown_kill))
