@@ -79,6 +79,18 @@ _NO_SNAPSHOT_KERNEL = (
 _FOREVER = str(10**9)
 
 
+def _start_quietly(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A kernel (or `agentos boot`) in its own session, output discarded."""
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def _connect_when_serving(home: Path, proc: subprocess.Popen[bytes], timeout: float) -> Client:
     """Poll (every ~0.5 ms) until a session opens on the kernel's socket; the first hello reply is 'serving'."""
     deadline = time.monotonic() + timeout
@@ -124,14 +136,7 @@ def _build_crashed_home(
     h.create()
     env = {**env, "PYTHONHASHSEED": str(h.hash_seed())}
     workload = write_agent(agents_dir, "workload.py", WORKLOAD_AGENT)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _NO_SNAPSHOT_KERNEL, str(home)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _start_quietly([sys.executable, "-c", _NO_SNAPSHOT_KERNEL, str(home)], env)
     try:
         with _connect_when_serving(home, proc, 60.0) as c:
             finished = [
@@ -196,14 +201,7 @@ def _recover_once(
         shutil.copytree(pristine, work, ignore=shutil.ignore_patterns("kernel.sock", "kernel.log"))
         clock = time.perf_counter_ns
         t0 = clock()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agentos", "boot", "--home", str(work)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = _start_quietly([sys.executable, "-m", "agentos", "boot", "--home", str(work)], env)
         try:
             with _connect_when_serving(work, proc, timeout) as c:
                 t_serving = clock()

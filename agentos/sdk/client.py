@@ -22,7 +22,6 @@ from agentos.abi.frames import encode_frame, read_frame
 from agentos.errors import InternalError, NetworkError, error_from_wire
 
 SOCKET_NAME = "kernel.sock"
-STREAMING = frozenset({"events", "logs"})  # answered as {id, more} items, then a final reply
 
 
 class Client:
@@ -93,12 +92,17 @@ class Client:
                 return
 
     def call(self, call: str, **args: Any) -> Any:
-        """The call's result; for a call that streams (events, logs), the list of its items."""
-        if call in STREAMING:
-            return list(self.stream(call, **args))
-        result = None
+        """The call's result; for a reply that streamed ``more`` items, the list of them all."""
+        items: list[Any] = []
+        streamed, result = False, None
         for msg in self._replies(self.send(call, **args)):
-            result = msg.get("ok")
+            if "more" in msg:
+                streamed = True
+                items.append(msg["more"])
+            else:
+                result = msg.get("ok")
+        if streamed:
+            return items + (result if isinstance(result, list) else [])
         return result
 
     def stream(self, call: str, **args: Any) -> Iterator[Any]:
