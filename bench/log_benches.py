@@ -7,11 +7,14 @@
 Each entry's ``notes`` says exactly what is timed; each kernel gets a home of its own, removed afterwards.
 
 Why the throughput target (>= 0.7) is missed: per event the kernel's own work in CPython — msgspec
-encode ~0.15 µs, the sha256 chain digest ~0.9 µs, apply ~0.5 µs, queueing and instruments ~0.5 µs — comes
-to ~3 µs on the loop thread, on top of the ~2.5-3 µs the insert itself costs; the insert cannot overlap
-it, because binding rows needs the GIL (a writer *process* fed over a pipe was prototyped: 0.53x, the
-loop thread being the bottleneck). Reaching 0.7x needs a native stamp/encode/digest path or a cheaper
-chain design, not more trimming in Python.
+encode ~0.5 µs, the sha256 chain digest ~0.9 µs (sha256 alone of ~330 B: ~0.5 µs through OpenSSL, with
+SHA-NI; blake2b is no faster at this size), apply ~0.45 µs, record, queueing and instruments ~0.5 µs —
+comes to ~2.7 µs on the loop thread, on top of the ~2.4-3.9 µs the insert itself costs (the baseline's
+own figure, which moves that much between runs); the insert cannot overlap it, because binding rows
+needs the GIL (a writer *process* fed over a pipe was prototyped: 0.53x, the loop thread being the
+bottleneck; a writer *thread* is worse: apsw releases the GIL around each row's step, so a busy loop
+convoys it). Even a free insert overhead leaves ~2 µs of unavoidable Python per event, a ceiling near
+0.6x: reaching 0.7x needs a native stamp/encode/digest path or a cheaper chain design.
 The syscall round trips are in ``bench/syscall_benches.py``, kill -9 recovery in
 ``bench/recovery_benches.py``, the helpers they share in ``bench/kernel_support.py``.
 """
@@ -140,7 +143,8 @@ def _row_bytes(seq_syscall_payload: list[tuple[str | None, str | None, str]]) ->
     notes="ours: the kernel's own pipeline in this process: Kernel(Home(tmp)).boot(), start() in an asyncio "
     "loop, then per batch 1000 x Kernel.emit(sys.done payload, pid, syscall=id) (JSON encode, sequence "
     "number, sha256 chain digest, apply to live state, hand to the group committer) and await "
-    "committer.durable(last seq) (writer thread: executemany + signed head meta row, one transaction); "
+    "committer.durable(last seq) (executemany + signed head meta row, one transaction, on the loop "
+    "thread); "
     "µs per event per batch, 40 batches on a fresh home (plus 1 warm-up), snapshots every 20000 events as "
     "the kernel takes them. Payloads: sys.done of sdk.random(48), ~205 B of JSON each, the size of the "
     "baseline's rows' payloads (payload_bytes_*); the payload structs are built before the clock, as the "

@@ -25,7 +25,7 @@ from agentos.store.log import EventLog, StoreError
 
 
 def test_a_failed_commit_stops_the_kernel_and_releases_nothing(tmp_path: Path) -> None:
-    async def scenario() -> None:
+    async def scenario() -> int:
         k = Kernel(Home(tmp_path / "home"))
         k.boot()
         k.start()
@@ -35,7 +35,7 @@ def test_a_failed_commit_stops_the_kernel_and_releases_nothing(tmp_path: Path) -
         def broken(*_: object) -> None:
             raise StoreError("disk on fire")
 
-        k.log.append = broken  # type: ignore[method-assign]
+        k.log.write_events = broken  # type: ignore[method-assign]
         seq = k.emit(ev.CpuCharged(pid=1, ns=1))
         with pytest.raises(StoreError):
             await k.committer.durable(seq)  # whoever waited to send an output gets an error, not a go
@@ -45,8 +45,15 @@ def test_a_failed_commit_stops_the_kernel_and_releases_nothing(tmp_path: Path) -
             k.emit(ev.CpuCharged(pid=1, ns=2))  # no state change after the failure
         assert info.value.code == "ESTORE"
         await k.close(clean=False)
+        return committed
 
-    asyncio.run(scenario())
+    committed = asyncio.run(scenario())
+    log = EventLog(tmp_path / "home" / "log.db", hmac_key=Home(tmp_path / "home").hmac_key())
+    try:  # the failed transaction was rolled back whole: the log ends at the last durable event
+        assert log.head()[0] == committed
+        assert log.verify_chain()[0]
+    finally:
+        log.close()
 
 
 FILLER = """

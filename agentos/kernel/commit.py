@@ -1,11 +1,16 @@
 """Group commit and the durability barrier of the output-commit rule (ARCHITECTURE.md §4.3).
 
-Events are applied to live state as soon as they are stamped; this writer commits everything
-pending in one transaction — on its own thread (apsw releases the GIL while SQLite works), so
-while one batch is being written the next accumulates; a small batch under synchronous=NORMAL
-(no fsync) commits on the loop thread instead, which is cheaper than the hop to a thread. ``durable(seq)`` resolves once the log
-is durable up to ``seq``: every output — a socket reply, a console line, an event stream —
-waits on it. A failed commit is fatal: live state is ahead of the log and must not be served.
+Events are applied to live state as soon as they are stamped; the committer writes everything
+pending in one transaction. The rows are bound on the loop thread: binding needs the GIL anyway,
+and apsw releases the GIL around each row's step, so a writer thread inserting rows while the
+loop is busy waits up to a switch interval (5 ms) per row — a convoy that made a busy kernel's
+commits hundreds of times slower. Only the COMMIT goes to the writer thread, and only under
+synchronous=FULL, where it is the fsync (one GIL release); under NORMAL a WAL commit does no I/O
+wait worth a thread hop. WAL checkpoints are taken over from SQLite (which would run them inside
+some COMMIT) and run on a thread of their own, on their own connection, once the WAL passes
+``CHECKPOINT_PAGES``. ``durable(seq)`` resolves once the log is durable up to ``seq``: every
+output — a socket reply, a console line, an event stream — waits on it. A failed commit is fatal:
+live state is ahead of the log and must not be served.
 """
 
 from __future__ import annotations
@@ -21,9 +26,7 @@ from agentos.store.events import EventRecord
 from agentos.store.log import EventLog
 
 log = logging.getLogger("agentos.commit")
-INLINE_COMMIT_MAX = (
-    32  # smaller batches commit on the loop thread; larger ones (and FULL) on the writer thread
-)
+CHECKPOINT_PAGES = 1000  # SQLite's own auto-checkpoint threshold (~4 MiB of WAL)
 
 
 class GroupCommitter:
@@ -47,9 +50,13 @@ class GroupCommitter:
         self._wake = asyncio.Event()
         self._store_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="agentos-commit")
+        self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="agentos-checkpoint")
+        self._checkpoint: asyncio.Future[tuple[int, int]] | None = None
+        self.checkpoints = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self.store.take_over_checkpoints()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
 
     def add(self, record: EventRecord, blobs: dict[str, bytes] | None = None) -> None:
@@ -70,13 +77,23 @@ class GroupCommitter:
         self._wake.set()
         await fut
 
-    async def run_in_writer(self, fn: Callable[..., object], *args: object) -> object:
-        """Run a store write (a snapshot) on the writer thread, never at once with a commit."""
+    async def write(self, fn: Callable[..., object], *args: object) -> None:
+        """One store transaction: ``fn(*args)`` writes its rows here on the loop thread, between
+        ``begin()`` and a ``commit()`` that runs on the writer thread under FULL (its fsync)."""
         async with self._store_lock:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            self.store.begin()
+            try:
+                fn(*args)
+            except BaseException:
+                self.store.rollback()
+                raise
+            if self.store.durability == "normal":
+                self.store.commit()
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self.store.commit)
+        self._maybe_checkpoint()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -87,13 +104,7 @@ class GroupCommitter:
                 batch, blobs = self.pending, self.pending_blobs
                 self.pending, self.pending_blobs = [], {}
                 try:
-                    async with self._store_lock:
-                        if len(batch) <= INLINE_COMMIT_MAX and self.store.durability == "normal":
-                            self.store.append(
-                                batch, blobs
-                            )  # no fsync in WAL+NORMAL: cheaper than a thread hop
-                        else:
-                            await loop.run_in_executor(self._executor, self.store.append, batch, blobs)
+                    await self.write(self.store.write_events, batch, blobs)
                 except BaseException as exc:  # noqa: BLE001 - any failure here is fatal by design
                     self._fail(exc)
                     return
@@ -101,6 +112,23 @@ class GroupCommitter:
                 self.durable_seq = batch[-1].seq
                 self._release()
                 self._on_committed(batch)
+
+    def _maybe_checkpoint(self) -> None:
+        if self.store.wal_pages < CHECKPOINT_PAGES or self._checkpoint is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._checkpoint = loop.run_in_executor(self._checkpoint_executor, self.store.checkpoint)
+        self._checkpoint.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, fut: asyncio.Future[tuple[int, int]]) -> None:
+        self._checkpoint = None
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:  # the WAL only grows; the next commit past the threshold tries again
+            log.warning("WAL checkpoint failed: %s", exc)
+        else:
+            self.checkpoints += 1
 
     def _release(self) -> None:
         while self._waiters and self._waiters[0][0] <= self.durable_seq:
@@ -117,10 +145,13 @@ class GroupCommitter:
         self._waiters.clear()
         self._on_failure(exc)
 
-    async def close(self, head_seq: int) -> None:
-        """Commit everything up to ``head_seq``, then stop the writer."""
-        if self.failed is None:
+    async def close(self, head_seq: int | None) -> None:
+        """Commit everything up to ``head_seq`` (None: nothing more), then stop the writer threads."""
+        if self.failed is None and head_seq is not None:
             await self.durable(head_seq)
         if self._task is not None:
             self._task.cancel()
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
         self._executor.shutdown(wait=True)
+        self._checkpoint_executor.shutdown(wait=True)

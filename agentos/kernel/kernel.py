@@ -321,8 +321,8 @@ class Kernel:
             manifest, pieces = to_pieces(self.state, self.sequencer.prev_digest)
             seq = self.state.seq
             await self.committer.durable(seq)
-            await self.committer.run_in_writer(
-                self.log.put_snapshot, self.state.world.branch, seq, PROJECTION_VERSION, manifest, pieces
+            await self.committer.write(
+                self.log.write_snapshot, self.state.world.branch, seq, PROJECTION_VERSION, manifest, pieces
             )
             self._last_snapshot_seq = seq
             return seq
@@ -341,7 +341,7 @@ class Kernel:
             if clean:
                 self.emit(ev.KernelShutdown(boot=self.boot_number, killed_agents=self.shutdown_kill))
                 await self.snapshot()
-            await self.committer.close(self.head_seq)
+        await self.committer.close(self.head_seq if self.fatal is None else None)
         self.reader.close()
         self.log.close()
         self.home.release_lock()

@@ -71,6 +71,8 @@ class EventLog:
         self._key = hmac_key
         self.conn = self._connect()
         self.conn.execute(SCHEMA)
+        self.wal_pages = 0  # frames in the WAL as of the last commit, once take_over_checkpoints()
+        self._checkpointer: apsw.Connection | None = None
 
     def _connect(self) -> apsw.Connection:
         conn = apsw.Connection(str(self.path))
@@ -92,21 +94,73 @@ class EventLog:
         """Commit a batch of events and the blobs they name in one transaction."""
         if not records and not blobs:
             return
+        self.begin()
+        self.write_events(records, blobs)
+        self.commit()
+
+    # A write in two halves, so the kernel can bind rows on its own thread (binding needs the GIL, and
+    # apsw releases it around every row's step: a writer thread convoys behind a busy loop thread) and
+    # leave only the COMMIT, the fsync under FULL, to a thread. Any failure rolls back and raises.
+
+    def begin(self) -> None:
+        self._run("BEGIN IMMEDIATE")
+
+    def write_events(self, records: list[EventRecord], blobs: dict[str, bytes] | None = None) -> None:
+        """Insert events and their blobs and move the signed head, inside ``begin()``/``commit()``."""
         try:
-            with self.conn:
-                if blobs:
-                    self.conn.executemany(
-                        "INSERT OR IGNORE INTO blobs VALUES(?,?,?)",
-                        [(h, len(d), d) for h, d in blobs.items()],
-                    )
-                if records:
-                    # each record is already the row, in column order (array-like struct); SQLite
-                    # turns the payload's UTF-8 bytes into TEXT itself: no per-row Python work
-                    self.conn.executemany(_INSERT, map(astuple, records))
-                    last = records[-1]
-                    self._put_meta("head", last.seq.to_bytes(8, "big") + last.digest + self._sign(last))
+            if blobs:
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO blobs VALUES(?,?,?)", [(h, len(d), d) for h, d in blobs.items()]
+                )
+            if records:
+                # each record is already the row, in column order (array-like struct); SQLite
+                # turns the payload's UTF-8 bytes into TEXT itself: no per-row Python work
+                self.conn.executemany(_INSERT, map(astuple, records))
+                last = records[-1]
+                self._put_meta("head", last.seq.to_bytes(8, "big") + last.digest + self._sign(last))
         except apsw.Error as exc:
+            self.rollback()
             raise StoreError(f"commit failed: {exc}") from exc
+
+    def commit(self) -> None:
+        self._run("COMMIT")
+
+    def rollback(self) -> None:
+        if not self.conn.in_transaction:
+            return
+        try:
+            self.conn.execute("ROLLBACK")
+        except apsw.Error:
+            pass  # the connection is beyond use; the caller is already failing
+
+    def _run(self, statement: str) -> None:
+        try:
+            self.conn.execute(statement)
+        except apsw.Error as exc:
+            self.rollback()
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def take_over_checkpoints(self) -> None:
+        """Stop SQLite checkpointing inside COMMIT (on whichever thread commits); the owner calls
+        ``checkpoint()`` instead, off its loop thread, when ``wal_pages`` grows past a threshold."""
+        self.conn.set_wal_hook(self._on_wal)
+
+    def _on_wal(self, _conn: apsw.Connection, _db: str, pages: int) -> int:
+        self.wal_pages = pages
+        return apsw.SQLITE_OK
+
+    def checkpoint(self) -> tuple[int, int]:
+        """A PASSIVE checkpoint on a connection of its own (one GIL release for all of it; writers
+        go on meanwhile): (WAL frames, frames copied into the database)."""
+        if self._checkpointer is None:
+            self._checkpointer = apsw.Connection(str(self.path))
+            self._checkpointer.set_busy_timeout(5000)
+        log_frames, copied = self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        if log_frames >= 0 and copied >= log_frames:
+            self.wal_pages = 0
+        return log_frames, copied
 
     def _sign(self, record: EventRecord) -> bytes:
         return sign_head(self._key, record.seq, record.digest) if self._key else b""
@@ -246,7 +300,15 @@ class EventLog:
     def put_snapshot(
         self, branch: int, seq: int, projection_version: int, manifest: bytes, pieces: dict[str, bytes]
     ) -> None:
-        with self.conn:
+        self.begin()
+        self.write_snapshot(branch, seq, projection_version, manifest, pieces)
+        self.commit()
+
+    def write_snapshot(
+        self, branch: int, seq: int, projection_version: int, manifest: bytes, pieces: dict[str, bytes]
+    ) -> None:
+        """Insert a snapshot's pieces and its signed manifest, inside ``begin()``/``commit()``."""
+        try:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO blobs VALUES(?,?,?)", [(h, len(d), d) for h, d in pieces.items()]
             )
@@ -260,6 +322,9 @@ class EventLog:
                     self._snapshot_mac(branch, seq, projection_version, manifest),
                 ),
             )
+        except apsw.Error as exc:
+            self.rollback()
+            raise StoreError(f"snapshot write failed: {exc}") from exc
 
     def _snapshot_mac(self, branch: int, seq: int, projection_version: int, manifest: bytes) -> bytes:
         """Snapshots are signed like the chain head, so a forged one is ignored, not loaded."""
@@ -289,6 +354,8 @@ class EventLog:
         return self.conn.execute(f"pragma {name}").fetchall()[0][0]
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.conn.close()
 
 
