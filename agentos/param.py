@@ -21,3 +21,9 @@ WATCHDOG_GIVE_UP_SECONDS = 30.0  # ... once the kernel thread has been stuck thi
 TERM_GRACE_SECONDS = 5.0  # TERM then KILL after this long
 RESUME_QUARANTINE_AFTER = 3  # failed resumes in a row before an agent is quarantined
 CPU_CHARGE_EVERY_NS = 200_000_000  # flush accumulated CPU time to the ledger this often per agent
+
+# capabilities
+MAX_DELEGATION_DEPTH = 16  # the root's; every delegation spends one
+EXPIRY_SWEEP_SECONDS = 1.0  # at most this late, a capability's expiry is recorded in the audit trail
+APPROVAL_DEFAULT_SECONDS = 3600.0  # how long an approved request's grant lasts unless --for says
+APPROVAL_WAIT_SECONDS = 24 * 3600.0  # how long cap_request waits for a person unless timeout says

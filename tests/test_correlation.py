@@ -46,7 +46,9 @@ def test_a_denied_call_is_an_audit_event_and_a_typed_error_with_its_correlation(
         code, correlation = out.split()
         assert code == "EACCES" and correlation == f"{pid}:0:0:0"
         denied = c.call("events", kind="audit.denied", pid=pid)
-        assert [e["payload"] for e in denied] == [{"pid": pid, "call": "status", "right": "admin"}]
+        assert [e["payload"] for e in denied] == [
+            {"pid": pid, "call": "status", "right": "status", "resource": "admin"}
+        ]
         assert denied[0]["correlation"] == correlation
 
 

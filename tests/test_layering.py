@@ -20,10 +20,13 @@ import pytest
 
 import agentos
 from agentos.abi.syscalls import Args, decode_args
+from agentos.caps import pattern
 from agentos.errors import PermissionDenied
-from agentos.kernel.calls import AGENT_RIGHTS, ALL_RIGHTS, RIGHT_ADMIN, Caller
+from agentos.kernel.authz import Authority
+from agentos.kernel.calls import Caller
 from agentos.kernel.kernel import Kernel
-from agentos.kernel.syscall import SYSCALLS
+from agentos.kernel.syscall import ADMIN, SYSCALLS
+from agentos.state.world import State
 from agentos.testing.kernelproc import KernelProcess
 
 PACKAGE = Path(agentos.__file__).resolve().parent
@@ -156,6 +159,12 @@ def minimal_args(schema: type[Args]) -> dict[str, Any]:
             args[field.encode_name] = t.ge if t.ge is not None else 0.0
         elif isinstance(t, msgspec.inspect.StrType):
             args[field.encode_name] = "x" * max(t.min_length or 1, 1)
+        elif isinstance(t, msgspec.inspect.BytesType):
+            args[field.encode_name] = b"x" * max(t.min_length or 1, 1)
+        elif isinstance(t, msgspec.inspect.StructType):
+            args[field.encode_name] = {}
+        elif isinstance(t, msgspec.inspect.ListType):
+            args[field.encode_name] = ["x"] * max(t.min_length or 0, 0)
         else:
             args[field.encode_name] = None
     decode_args(schema, args)  # a denial must not hide behind an argument error
@@ -166,29 +175,51 @@ def test_every_syscall_row_names_a_right_and_a_schema() -> None:
     assert SYSCALLS
     for name, row in SYSCALLS.items():
         assert row.name == name
-        assert row.right in ALL_RIGHTS, (name, row.right)
+        assert pattern.normalise_rights([row.right]) == (row.right,) and row.right != pattern.ANY, name
+        resource = row.resource if isinstance(row.resource, str) else row.resource(minimal_struct(row.schema))
+        assert pattern.normalise(resource) == resource and "*" not in resource, (name, resource)
         assert isinstance(row.schema, type) and issubclass(row.schema, Args), name
         assert msgspec.inspect.type_info(row.schema).forbid_unknown_fields, name  # type: ignore[attr-defined]
         assert callable(row.handler), name
-        assert row.journal in ("result", "counter", "none"), name
-        if row.right == RIGHT_ADMIN:
+        assert row.journal in ("result", "counter", "secret", "none"), name
+        if row.resource == ADMIN:
             assert row.journal == "none", f"admin call {name} is never made by a replayed agent"
-    admin = {name for name, row in SYSCALLS.items() if row.right == RIGHT_ADMIN}
-    assert {"status", "shutdown", "events", "state_hash", "verify", "logs"} <= admin
-    assert AGENT_RIGHTS < ALL_RIGHTS and RIGHT_ADMIN not in AGENT_RIGHTS
+    admin = {name for name, row in SYSCALLS.items() if row.resource == ADMIN}
+    assert {
+        "status",
+        "shutdown",
+        "events",
+        "state_hash",
+        "verify",
+        "logs",
+        "caps",
+        "audit",
+        "approve",
+    } <= admin
+
+
+def minimal_struct(schema: type[Args]) -> Args:
+    return decode_args(schema, minimal_args(schema))
 
 
 @pytest.mark.parametrize("name", sorted(SYSCALLS))
 def test_dispatch_checks_the_right_of_every_row_before_its_handler(name: str) -> None:
-    # A kernel with no state at all: a handler that ran would fail on it; a denial comes first.
+    # A kernel whose state holds no process and no capability: a handler that ran would fail on
+    # it; the denial (deny by default) comes first.
     kernel = Kernel.__new__(Kernel)
+    kernel.state = State()
+    kernel.authority = Authority(kernel)
     audited: list[Any] = []
     kernel.emit = lambda payload, *a, **kw: audited.append(payload) or 0  # type: ignore[method-assign]
-    caller = Caller(pid=99, kind="agent", rights=frozenset())
+    caller = Caller(pid=99, kind="agent")
     with pytest.raises(PermissionDenied) as info:
         kernel.call(caller, name, minimal_args(SYSCALLS[name].schema))
     assert (info.value.code, info.value.category) == ("EACCES", "denied")
     assert [(a.pid, a.call) for a in audited] == [(99, name)]  # the denial is an audit event
+
+
+def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: {"$bytes": v.decode()} if isinstance(v, bytes) else v for k, v in args.items()}
 
 
 CALLS_EACH = '''
@@ -203,6 +234,7 @@ from agentos.errors import AgentOSError
 async def main(spec):
     out = []
     for name, args in json.loads(spec):
+        args = {k: v["$bytes"].encode() if isinstance(v, dict) and "$bytes" in v else v for k, v in args.items()}
         try:
             result = await trap(name, args)
         except AgentOSError as e:
@@ -215,8 +247,8 @@ async def main(spec):
 
 
 def test_an_agent_is_denied_every_admin_syscall(kernel: KernelProcess, agent_file: Any) -> None:
-    admin = sorted(name for name, row in SYSCALLS.items() if row.right not in AGENT_RIGHTS)
-    spec = [[name, minimal_args(SYSCALLS[name].schema)] for name in admin] + [["getpid", {}]]
+    admin = sorted(name for name, row in SYSCALLS.items() if row.resource == ADMIN)
+    spec = [[name, _jsonable(minimal_args(SYSCALLS[name].schema))] for name in admin] + [["getpid", {}]]
     path = agent_file(CALLS_EACH, "calls_each.py")
     with kernel.client() as c:
         os_pid = c.call("status")["os_pid"]

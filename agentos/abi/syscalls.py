@@ -33,10 +33,91 @@ class HelloArgs(Args):
     cwd: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
 
 
+Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+Rights = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=32)]], msgspec.Meta(min_length=1, max_length=16)
+]
+CapId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=param.MAX_SLEEP_SECONDS)]
+
+
+class CapSpec(Args):
+    """A capability asked for by narrowing one the caller holds: ``cap`` names it (else any held
+    capability that covers the request); omitted fields keep the source's value."""
+
+    resource: Pattern | None = None
+    rights: Rights | None = None
+    cap: CapId | None = None
+    expires_in: Seconds | None = None
+    depth: Annotated[int, msgspec.Meta(ge=0, le=16)] | None = None
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
+
+
 class SpawnArgs(Args):
     target: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     argv: Annotated[list[Text], msgspec.Meta(max_length=param.MAX_ARGV)] = []
     name: Name | None = None
+    caps: Annotated[list[CapSpec], msgspec.Meta(max_length=64)] | None = None  # None: inherit (or policy)
+    opaque: bool = False  # the child cannot list what it holds
+
+
+class CapDelegateArgs(Args):
+    to: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    spec: CapSpec
+
+
+class CapTransferArgs(Args):
+    cap: CapId
+    to: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+class CapRevokeArgs(Args):
+    cap: CapId
+    reason: Annotated[str, msgspec.Meta(max_length=512)] = ""
+
+
+class CapRequestArgs(Args):
+    resource: Pattern
+    rights: Rights
+    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    timeout: Seconds | None = None
+
+
+class CapsArgs(Args):
+    pid: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+class AuditArgs(Args):
+    pid: Pid | None = None
+    denied: bool = False
+    since: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+
+
+class ApprovalsArgs(Args):
+    all: bool = False
+
+
+class ApproveArgs(Args):
+    id: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    duration: Seconds | None = None  # how long the grant lasts (default param.APPROVAL_DEFAULT_SECONDS)
+
+
+SecretName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+
+
+class SecretNameArgs(Args):
+    name: SecretName
+
+
+class SecretSetArgs(Args):
+    name: SecretName
+    value: Annotated[bytes, msgspec.Meta(min_length=1, max_length=65536)]
+
+
+class DenyArgs(Args):
+    id: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
 
 
 class ExitArgs(Args):

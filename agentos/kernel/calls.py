@@ -13,22 +13,19 @@ from typing import Any
 
 from agentos.state import events as ev
 
-RIGHT_PROC = "proc"  # ordinary process calls
-RIGHT_ADMIN = "admin"  # kernel administration (status, shutdown, events, ...)
-ALL_RIGHTS = frozenset({RIGHT_PROC, RIGHT_ADMIN})
-AGENT_RIGHTS = frozenset({RIGHT_PROC})
-
 
 @dataclass(slots=True)
 class Caller:
+    """Who is calling. What it may do is not here: it is the capabilities its pid holds."""
+
     pid: int
     kind: str  # "agent" | "session"
-    rights: frozenset[str] = ALL_RIGHTS
     epoch: int = 0
     task: int = 0
     n: int = 0
     intent: ev.SyscallBlocked | None = None  # this call's intent recorded before a crash
     request: str | None = None  # a session's request id, for correlation
+    cap: Any = None  # the capability that authorised this call (set by the dispatcher)
 
     @property
     def syscall_id(self) -> str | None:
@@ -58,6 +55,7 @@ class Block:
     poll: Callable[[], Done | None] | None = None
     deadline_ns: int | None = None
     on_deadline: Callable[[], Done] | None = None  # default: Done(None)
+    events: list[ev.Payload] = field(default_factory=list)  # caused by the call itself (a request filed)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,8 @@ Principles (after curio's kernel.py):
   and chain digest, applies it to live state, hands it to the group committer and tells the
   instruments (the agent runner, the socket server). Nothing else mutates state.
 * **Handlers decide, the kernel applies.** ``call`` validates untrusted arguments against the
-  table's schema, checks the right the row names, runs the handler, and emits the events it
+  table's schema, asks the authority whether the caller holds a capability for the resource and
+  right the row names (deny by default; ``authz.py``), runs the handler, and emits the events it
   returned. A handler that needs to wait returns ``Block``; the kernel parks the caller and
   re-polls it when processes change or its deadline passes.
 * **Nothing leaves before it is durable.** Runtimes await ``committer.durable(seq)`` before
@@ -29,23 +30,28 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentos import __version__, param
+from agentos.abi import syscalls as sc
 from agentos.abi.syscalls import decode_args
-from agentos.errors import AgentOSError, InternalError, InvalidArgument, PermissionDenied, SecurityViolation
+from agentos.caps.policy import Policy, default_policy, load_policy
+from agentos.errors import AgentOSError, InternalError, InvalidArgument, SecurityViolation
 from agentos.kernel import sysproc
+from agentos.kernel.authz import ROOT_RESOURCE, ROOT_RIGHTS, Authority
 from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
 from agentos.kernel.commit import GroupCommitter
 from agentos.kernel.syscall import SYSCALLS
 from agentos.state import events as ev
+from agentos.state.caps import Capability
 from agentos.state.snapshot import to_pieces
 from agentos.state.world import PROJECTION_VERSION, apply
 from agentos.store.events import EventRecord, Sequencer
 from agentos.store.home import Home
 from agentos.store.log import EventLog
+from agentos.store.secrets import SecretStore
 
 log = logging.getLogger("agentos.kernel")
 
-_WAKING_KINDS = frozenset({"proc.exited", "proc.reaped", "proc.reparented"})
+_WAKING_KINDS = frozenset({"proc.exited", "proc.reaped", "proc.reparented", "approval.decided"})
 _encode = ev.encode
 
 
@@ -64,9 +70,10 @@ class Parked:
 
 
 class Kernel:
-    def __init__(self, home: Home, *, durability: str | None = None) -> None:
+    def __init__(self, home: Home, *, durability: str | None = None, policy: str | None = None) -> None:
         self.home = home
         self.durability = durability
+        self.policy_path = policy
         self.instruments: list[Instrument] = []
         self.parked: dict[object, Parked] = {}
         self.sessions_cwd: dict[int, str] = {}
@@ -82,11 +89,15 @@ class Kernel:
         self.snapshot_every = param.SNAPSHOT_EVERY_EVENTS
         self._snapshotting = False
         self._snapshot_task: asyncio.Task[int] | None = None
+        self.authority = Authority(self)
+        self.instruments.append(self.authority)
+        self.policy: Policy = default_policy()
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
 
     def boot(self) -> None:
         t0 = time.perf_counter()
+        self.policy = self._load_policy()  # before anything: a malformed policy never boots
         self.home.create()
         self.home.acquire_lock()
         try:
@@ -106,9 +117,19 @@ class Kernel:
                 durability=self.log.durability,
             )
         )
+        self.secrets = SecretStore(self.home.path / "secrets")
         self._ensure_init()
         self._end_lost_sessions()
         self.boot_ms = (time.perf_counter() - t0) * 1000
+
+    def _load_policy(self) -> Policy:
+        """``--policy FILE``, else the home's ``policy.toml``, else the built-in default."""
+        if self.policy_path is not None:
+            return load_policy(self.policy_path)
+        home_policy = self.home.path / "policy.toml"
+        if home_policy.exists():
+            return load_policy(home_policy)
+        return default_policy()
 
     def _open_store(self) -> None:
         """Open the log, check its integrity, and rebuild the state (snapshot + verified tail)."""
@@ -129,11 +150,69 @@ class Kernel:
     def start(self) -> None:
         """Start the async machinery (call from inside the running loop, after boot)."""
         self.committer.start()
+        self._expiry_timer = asyncio.get_running_loop().call_soon(self._sweep_expiries)
+
+    def _sweep_expiries(self) -> None:
+        """Record expiries as they fall due (checks never needed the event: they read the clock)."""
+        if self.fatal is None:
+            self.authority.expire_due()
+        nxt = self.authority.next_expiry_ns()
+        delay = param.EXPIRY_SWEEP_SECONDS
+        if nxt is not None:
+            delay = min(delay, max(0.0, (nxt - time.time_ns()) / 1e9) + 0.001)
+        self._expiry_timer = asyncio.get_running_loop().call_later(delay, self._sweep_expiries)
 
     def _ensure_init(self) -> None:
         if self.state.world.procs.get(param.INIT_PID) is None:
             self.emit(ev.ProcSpawned(pid=param.INIT_PID, ppid=0, name="init", kind="init"))
             self.emit(ev.ProcStarted(pid=param.INIT_PID))
+        if not self.state.world.caps.held_by(param.INIT_PID):
+            # init holds the one root capability; everything else is derived from it
+            self.emit(
+                ev.CapGranted(
+                    cap=self.state.ledger.next_cap,
+                    holder=param.INIT_PID,
+                    resource=ROOT_RESOURCE,
+                    rights=ROOT_RIGHTS,
+                    parent=None,
+                    chain=[],
+                    origin="boot",
+                    by=param.KERNEL_PID,
+                    depth=param.MAX_DELEGATION_DEPTH,
+                )
+            )
+            self._grant_policy_to_capless_agents()
+
+    def _grant_policy_to_capless_agents(self) -> None:
+        """A home from before capabilities: its live agents get the policy's, as if started now."""
+        for p in self.state.world.procs.alive():
+            if p.kind == "agent" and not self.state.world.caps.held_by(p.pid):
+                self.emit_all(self.policy_grants(p.pid, param.INIT_PID, origin="upgrade"))
+
+    def root_cap(self) -> Capability:
+        return self.state.world.caps.held_by(param.INIT_PID)[0]
+
+    def policy_grants(self, pid: int, by: int, *, origin: str = "policy") -> list[ev.Payload]:
+        """The policy's agent capabilities for a new process, derived from init's root."""
+        root, first = self.root_cap(), self.state.ledger.next_cap
+        return [
+            self.authority.derive(
+                root,
+                sc.CapSpec(
+                    resource=spec.resource,
+                    rights=list(spec.rights),
+                    expires_in=spec.expires_in,
+                    depth=spec.depth,
+                    max_uses=spec.max_uses,
+                ),
+                holder=pid,
+                origin=origin,
+                by=by,
+                delegation=False,
+                cap_id=first + i,
+            )
+            for i, spec in enumerate(self.policy.agent_caps)
+        ]
 
     def _end_lost_sessions(self) -> None:
         for p in self.state.world.procs.alive():
@@ -225,19 +304,14 @@ class Kernel:
         if row is None:  # echo an untrusted name short
             raise InvalidArgument(f"unknown syscall {repr(name)[:64]}", code="ENOSYS")
         args = decode_args(row.schema, raw_args)
-        if row.right not in caller.rights:
-            # a denial is itself an audit event, in the ledger (never rewound)
-            self.emit(
-                ev.AccessDenied(pid=caller.pid, call=name, right=row.right),
-                caller.pid,
-                syscall=caller.syscall_id,
-                correlation=caller.correlation,
-            )
-            raise PermissionDenied(
-                f"{name} needs the {row.right!r} right, which process {caller.pid} does not hold",
-                code="EACCES",
-            )
+        if caller.kind != "kernel":  # the kernel acting for itself (grace-period KILLs) holds everything
+            resource = row.resource if isinstance(row.resource, str) else row.resource(args)
+            caller.cap = self.authority.authorise(caller, name, resource, row.right)
         outcome = row.handler(self, caller, args)
+        if isinstance(outcome, Block) and outcome.events:
+            self.emit_all(
+                outcome.events, caller.pid, syscall=caller.syscall_id, correlation=caller.correlation
+            )
         if isinstance(outcome, Done) and outcome.events:
             self.emit_all(
                 outcome.events,
@@ -334,6 +408,8 @@ class Kernel:
         self.shutdown_requested.set()
 
     async def close(self, *, clean: bool) -> None:
+        if getattr(self, "_expiry_timer", None) is not None:
+            self._expiry_timer.cancel()
         if self._snapshot_task is not None and not self._snapshot_task.done():
             with contextlib.suppress(Exception):  # a periodic snapshot still being written: let it finish
                 await self._snapshot_task

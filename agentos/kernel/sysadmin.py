@@ -66,6 +66,8 @@ def sys_status(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
             "hash_seed": os.environ.get("PYTHONHASHSEED"),
             "resumed": k.resumed_at_boot,
             "boot_ms": k.boot_ms,
+            "policy": k.policy.source,
+            "cap_cache": {"hits": k.authority.hits, "misses": k.authority.misses},
         }
     )
 

@@ -1,9 +1,13 @@
-"""The syscall table: name -> (argument schema, right needed, handler, journal rule).
+"""The syscall table: name -> (argument schema, capability needed, handler, journal rule).
 
-Read it top to bottom (as xv6's syscall.c). ``journal`` says what an agent's call leaves in
+Read it top to bottom (as xv6's syscall.c). Every row names the resource and the right a caller
+must hold a capability for (``agentos/caps/pattern.py``); the dispatcher checks it before the
+handler runs, deny by default. The resource is fixed (``sys:proc``) or computed from the
+validated arguments (``proc:<pid>`` for kill). ``journal`` says what an agent's call leaves in
 its journal: ``result`` (a ``sys.done`` record carrying the result), ``counter`` (nothing:
-the result is fixed for the caller, so only the call counter advances) or ``none`` (an admin
-call, never made by a replayed agent).
+the result is fixed for the caller, so only the call counter advances), ``secret`` (a reference
+to the secret read, never its value: replay re-reads the store) or ``none`` (an admin call, never
+made by a replayed agent).
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.abi import syscalls as sc
-from agentos.kernel import sysadmin, sysproc
-from agentos.kernel.calls import RIGHT_ADMIN, RIGHT_PROC
+from agentos.kernel import sysadmin, syscap, sysproc, syssecret
 
 
 @dataclass(frozen=True, slots=True)
 class Syscall:
     name: str
     schema: type[sc.Args]
+    resource: str | Callable[[Any], str]  # fixed, or computed from the validated arguments
     right: str
     handler: Callable[..., Any]
     journal: str = "result"
@@ -30,29 +34,60 @@ def _table(*rows: Syscall) -> dict[str, Syscall]:
     return {row.name: row for row in rows}
 
 
+def _target(a: Any) -> str:
+    return f"proc:{a.pid}"
+
+
+PROC, TIME, RANDOM, CONSOLE, CAP, ADMIN = (
+    "sys:proc",
+    "sys:time",
+    "sys:random",
+    "sys:console",
+    "sys:cap",
+    "admin",
+)
+
 SYSCALLS: dict[str, Syscall] = _table(
     # processes
-    Syscall("getpid", sc.NoArgs, RIGHT_PROC, sysproc.sys_getpid, journal="counter"),
-    Syscall("getppid", sc.NoArgs, RIGHT_PROC, sysproc.sys_getppid),
-    Syscall("spawn", sc.SpawnArgs, RIGHT_PROC, sysproc.sys_spawn),
-    Syscall("exit", sc.ExitArgs, RIGHT_PROC, sysproc.sys_exit),
-    Syscall("wait", sc.WaitArgs, RIGHT_PROC, sysproc.sys_wait),
-    Syscall("kill", sc.KillArgs, RIGHT_PROC, sysproc.sys_kill),
-    Syscall("ps", sc.PsArgs, RIGHT_PROC, sysproc.sys_ps),
-    Syscall("continue_as_new", sc.ContinueAsNewArgs, RIGHT_PROC, sysproc.sys_continue_as_new),
+    Syscall("getpid", sc.NoArgs, PROC, "self", sysproc.sys_getpid, journal="counter"),
+    Syscall("getppid", sc.NoArgs, PROC, "self", sysproc.sys_getppid),
+    Syscall("spawn", sc.SpawnArgs, PROC, "spawn", sysproc.sys_spawn),
+    Syscall("exit", sc.ExitArgs, PROC, "self", sysproc.sys_exit),
+    Syscall("wait", sc.WaitArgs, PROC, "wait", sysproc.sys_wait),
+    Syscall("kill", sc.KillArgs, _target, "signal", sysproc.sys_kill),
+    Syscall("ps", sc.PsArgs, PROC, "list", sysproc.sys_ps),
+    Syscall("continue_as_new", sc.ContinueAsNewArgs, PROC, "self", sysproc.sys_continue_as_new),
     # scheduling and time
-    Syscall("sched_yield", sc.NoArgs, RIGHT_PROC, sysproc.sys_sched_yield, journal="counter"),
-    Syscall("sleep", sc.SleepArgs, RIGHT_PROC, sysproc.sys_sleep),
-    Syscall("time", sc.NoArgs, RIGHT_PROC, sysproc.sys_time),
-    Syscall("monotonic", sc.NoArgs, RIGHT_PROC, sysproc.sys_monotonic),
-    Syscall("random", sc.RandomArgs, RIGHT_PROC, sysproc.sys_random),
+    Syscall("sched_yield", sc.NoArgs, PROC, "self", sysproc.sys_sched_yield, journal="counter"),
+    Syscall("sleep", sc.SleepArgs, TIME, "read", sysproc.sys_sleep),
+    Syscall("time", sc.NoArgs, TIME, "read", sysproc.sys_time),
+    Syscall("monotonic", sc.NoArgs, TIME, "read", sysproc.sys_monotonic),
+    Syscall("random", sc.RandomArgs, RANDOM, "read", sysproc.sys_random),
     # console
-    Syscall("write_console", sc.WriteConsoleArgs, RIGHT_PROC, sysproc.sys_write_console),
+    Syscall("write_console", sc.WriteConsoleArgs, CONSOLE, "write", sysproc.sys_write_console),
+    # capabilities
+    Syscall("cap_list", sc.NoArgs, CAP, "list", syscap.sys_cap_list),
+    Syscall("cap_delegate", sc.CapDelegateArgs, CAP, "delegate", syscap.sys_cap_delegate),
+    Syscall("cap_transfer", sc.CapTransferArgs, CAP, "delegate", syscap.sys_cap_transfer),
+    Syscall("cap_revoke", sc.CapRevokeArgs, CAP, "revoke", syscap.sys_cap_revoke),
+    Syscall("cap_request", sc.CapRequestArgs, CAP, "request", syscap.sys_cap_request),
+    # secrets (values never enter the log: the journal keeps a reference)
+    Syscall(
+        "secret_get", sc.SecretNameArgs, syssecret.secret_resource, "read", syssecret.sys_secret_get, "secret"
+    ),
     # administration
-    Syscall("status", sc.NoArgs, RIGHT_ADMIN, sysadmin.sys_status, journal="none"),
-    Syscall("shutdown", sc.ShutdownArgs, RIGHT_ADMIN, sysadmin.sys_shutdown, journal="none"),
-    Syscall("events", sc.EventsArgs, RIGHT_ADMIN, sysadmin.sys_events, journal="none"),
-    Syscall("logs", sc.LogsArgs, RIGHT_ADMIN, sysadmin.sys_logs, journal="none"),
-    Syscall("state_hash", sc.NoArgs, RIGHT_ADMIN, sysadmin.sys_state_hash, journal="none"),
-    Syscall("verify", sc.NoArgs, RIGHT_ADMIN, sysadmin.sys_verify, journal="none"),
+    Syscall("status", sc.NoArgs, ADMIN, "status", sysadmin.sys_status, journal="none"),
+    Syscall("shutdown", sc.ShutdownArgs, ADMIN, "shutdown", sysadmin.sys_shutdown, journal="none"),
+    Syscall("events", sc.EventsArgs, ADMIN, "events", sysadmin.sys_events, journal="none"),
+    Syscall("logs", sc.LogsArgs, ADMIN, "logs", sysadmin.sys_logs, journal="none"),
+    Syscall("state_hash", sc.NoArgs, ADMIN, "state_hash", sysadmin.sys_state_hash, journal="none"),
+    Syscall("verify", sc.NoArgs, ADMIN, "verify", sysadmin.sys_verify, journal="none"),
+    Syscall("caps", sc.CapsArgs, ADMIN, "caps", syscap.sys_caps, journal="none"),
+    Syscall("audit", sc.AuditArgs, ADMIN, "audit", syscap.sys_audit, journal="none"),
+    Syscall("approvals", sc.ApprovalsArgs, ADMIN, "approvals", syscap.sys_approvals, journal="none"),
+    Syscall("approve", sc.ApproveArgs, ADMIN, "approve", syscap.sys_approve, journal="none"),
+    Syscall("deny", sc.DenyArgs, ADMIN, "approve", syscap.sys_deny, journal="none"),
+    Syscall("secret_set", sc.SecretSetArgs, ADMIN, "secrets", syssecret.sys_secret_set, journal="none"),
+    Syscall("secret_list", sc.NoArgs, ADMIN, "secrets", syssecret.sys_secret_list, journal="none"),
+    Syscall("secret_rm", sc.SecretNameArgs, ADMIN, "secrets", syssecret.sys_secret_rm, journal="none"),
 )

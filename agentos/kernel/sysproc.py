@@ -126,8 +126,34 @@ def sys_spawn(k: Kernel, c: Caller, a: sc.SpawnArgs) -> Done:
         code=code,
         filename=prog.filename,
         package=prog.package,
+        caps_opaque=a.opaque or parent.caps_opaque or (c.kind == "session" and k.policy.opaque),
     )
-    return Done(pid, [spawned], {code: prog.source})
+    return Done(pid, [spawned, *child_grants(k, c, pid, a.caps)], {code: prog.source})
+
+
+def child_grants(k: Kernel, c: Caller, child: int, specs: list[sc.CapSpec] | None) -> list[ev.Payload]:
+    """A child's capabilities: each one asked for, narrowed from one the parent holds; none asked:
+    an agent's child inherits what its parent holds, a session's gets the policy's."""
+    first = k.state.ledger.next_cap
+    if specs is None:
+        if c.kind == "session":
+            return k.policy_grants(child, c.pid)
+        live = [
+            cap for cap in k.state.world.caps.held_by(c.pid) if not k.authority.problem(cap)
+        ]  # an agent's
+        specs = [sc.CapSpec(cap=cap.id) for cap in live]
+    return [
+        k.authority.derive(
+            k.authority.source_for(k.authority.holder(c), spec),
+            spec,
+            holder=child,
+            origin="spawn",
+            by=c.pid,
+            delegation=False,
+            cap_id=first + i,
+        )
+        for i, spec in enumerate(specs)
+    ]
 
 
 def exit_events(

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", required=True)
     parser.add_argument("--durability", choices=["normal", "full"], default=None)
     parser.add_argument("--no-resume", action="store_true")
+    parser.add_argument(
+        "--policy", default=None, help="policy file (default: the home's policy.toml, else built in)"
+    )
     args = parser.parse_args(argv)
     home = Home(args.home)
     try:
@@ -33,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                 {**os.environ, "PYTHONHASHSEED": seed},
             )
         setup_logging(home, foreground=sys.stderr.isatty())
-        return asyncio.run(serve(home, durability=args.durability, resume=not args.no_resume))
+        return asyncio.run(
+            serve(home, durability=args.durability, resume=not args.no_resume, policy=args.policy)
+        )
     except AgentOSError as err:
         print(f"agentos: {err}", file=sys.stderr)
         return 1

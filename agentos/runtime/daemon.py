@@ -29,11 +29,16 @@ log = logging.getLogger("agentos.daemon")
 
 
 async def serve(
-    home: Home, *, durability: str | None = None, resume: bool = True, ready: asyncio.Event | None = None
+    home: Home,
+    *,
+    durability: str | None = None,
+    resume: bool = True,
+    ready: asyncio.Event | None = None,
+    policy: str | None = None,
 ) -> int:
     """Boot a kernel on ``home`` and serve until shutdown; return the process exit code."""
     os.umask(0o077)  # the log, blobs, socket and kernel.log are the user's alone
-    kernel = Kernel(home, durability=durability)
+    kernel = Kernel(home, durability=durability, policy=policy)
     kernel.boot()
     kernel.start()
     capture = ConsoleCapture()
@@ -55,6 +60,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: kernel.request_shutdown(kill=False))
+    log.info("policy: %s", kernel.policy.source)
     log.info(
         "kernel serving on %s (boot %d, %d events, boot took %.1f ms)",
         home.socket,

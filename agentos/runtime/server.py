@@ -22,7 +22,7 @@ from agentos.abi.frames import FrameDecoder, FrameTooLarge, MalformedFrame, enco
 from agentos.abi.syscalls import HelloArgs, decode_args
 from agentos.errors import AgentOSError, InternalError, InvalidArgument
 from agentos.kernel import sysproc
-from agentos.kernel.calls import ALL_RIGHTS, Block, Caller, Stream
+from agentos.kernel.calls import Block, Caller, Stream
 from agentos.kernel.kernel import Kernel
 from agentos.state import events as ev
 from agentos.store.events import EventRecord
@@ -133,7 +133,7 @@ class SocketServer:
             if s.pid is None:
                 self._hello(s, req_id, call, args)
                 return
-            caller = Caller(s.pid, "session", ALL_RIGHTS, request=str(req_id))
+            caller = Caller(s.pid, "session", request=str(req_id))
             outcome = self.kernel.call(caller, call, args)
         except AgentOSError as err:
             s.reply(self.kernel.head_seq, {"id": req_id, "err": err.to_wire()})

@@ -38,7 +38,7 @@ from agentos.errors import (
     ReplayDivergence,
 )
 from agentos.kernel import sysproc
-from agentos.kernel.calls import AGENT_RIGHTS, Block, Caller, Done
+from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.kernel import Kernel
 from agentos.kernel.sched import RoundRobin
 from agentos.kernel.syscall import SYSCALLS
@@ -302,9 +302,19 @@ class AgentRunner(Lifecycle):
             self._end_replay(task)  # the journal ends here; a parked call resumes with its intent
         elif answer.kind == "answer":
             task.replayed += 1
-            task.resume_with(answer.value, answer.exc)
+            value, exc = answer.value, answer.exc
+            if exc is None and SYSCALLS[trap.call].journal == "secret":
+                value, exc = self._reread_secret(value)
+            task.resume_with(value, exc)
             self._ready(task)
         return answer.kind in ("diverged", "answer")
+
+    def _reread_secret(self, ref: Any) -> tuple[Any, BaseException | None]:
+        """A journaled secret is a reference: the value comes from the store again, never the log."""
+        try:
+            return self.k.secrets.get(ref["secret"]), None
+        except AgentOSError as exc:
+            return None, exc
 
     def _diverged(self, task: AgentTask, n: int, detail: str) -> None:
         err = ReplayDivergence(f"agent {task.pid} is not deterministic: {detail}")
@@ -312,7 +322,7 @@ class AgentRunner(Lifecycle):
         self._exit(task, 1, fault="ReplayDivergence", reason=str(err))
 
     def _live(self, task: AgentTask, n: int, trap: Trap) -> None:
-        caller = Caller(task.pid, "agent", AGENT_RIGHTS, task.epoch, 0, n, task.journal.intents.get(n))
+        caller = Caller(task.pid, "agent", task.epoch, 0, n, task.journal.intents.get(n))
         digest = args_digest(trap.args)
         try:
             outcome = self.k.call(caller, trap.call, trap.args)
@@ -330,7 +340,10 @@ class AgentRunner(Lifecycle):
         if task.dead or task.pid not in self.tasks or self.tasks[task.pid] is not task:
             return  # the call ended this agent (exit, KILL of itself, continue_as_new)
         if isinstance(outcome, Done):
-            self._emit_done(task, n, trap.call, digest, result=outcome.result)
+            journaled = outcome.result
+            if SYSCALLS[trap.call].journal == "secret":
+                journaled = {"secret": trap.args["name"]}  # never the value
+            self._emit_done(task, n, trap.call, digest, result=journaled)
             task.resume_with(outcome.result)
             self._ready(task)
         elif isinstance(outcome, Block):

@@ -23,6 +23,12 @@ from agentos.errors import AgentCancelled
 
 __all__ = [
     "AgentCancelled",
+    "cap",
+    "cap_delegate",
+    "cap_list",
+    "cap_request",
+    "cap_revoke",
+    "cap_transfer",
     "continue_as_new",
     "exit",
     "getpid",
@@ -32,6 +38,7 @@ __all__ = [
     "ps",
     "random",
     "sched_yield",
+    "secret",
     "sleep",
     "spawn",
     "time",
@@ -48,12 +55,77 @@ async def getppid() -> int:
     return await trap("getppid", {})
 
 
-async def spawn(target: str, *argv: str, name: str | None = None) -> int:
-    """Start a child agent (``file.py``, ``file.py:func`` or ``module:func``); return its pid."""
+async def spawn(
+    target: str,
+    *argv: str,
+    name: str | None = None,
+    caps: list[dict[str, Any]] | None = None,
+    opaque: bool = False,
+) -> int:
+    """Start a child agent (``file.py``, ``file.py:func`` or ``module:func``); return its pid.
+
+    The child inherits every capability this agent holds unless ``caps`` lists the ones it gets,
+    each narrowed from one held (see ``cap``); ``opaque`` children cannot list what they hold."""
     args: dict[str, Any] = {"target": target, "argv": list(argv)}
     if name is not None:
         args["name"] = name
+    if caps is not None:
+        args["caps"] = caps
+    if opaque:
+        args["opaque"] = True
     return await trap("spawn", args)
+
+
+def cap(
+    resource: str | None = None,
+    rights: list[str] | None = None,
+    *,
+    handle: int | None = None,
+    expires_in: float | None = None,
+    depth: int | None = None,
+    max_uses: int | None = None,
+) -> dict[str, Any]:
+    """A capability request for ``spawn(caps=[...])`` and ``cap_delegate``: narrow the held
+    capability ``handle`` (or any held one covering ``resource``); omitted fields keep its value."""
+    spec = {"resource": resource, "rights": rights, "cap": handle, "expires_in": expires_in}
+    spec |= {"depth": depth, "max_uses": max_uses}
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+async def cap_list() -> list[dict[str, Any]]:
+    """The capabilities this agent holds (refused to an agent started with opaque capabilities)."""
+    return await trap("cap_list", {})
+
+
+async def cap_delegate(to: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """Give process ``to`` a capability narrowed from one held with the ``grant`` right: {cap, expires_ns}."""
+    return await trap("cap_delegate", {"to": to, "spec": spec})
+
+
+async def cap_transfer(handle: int, to: int) -> None:
+    """Give a held capability away whole: ``to`` holds it, this agent keeps nothing."""
+    await trap("cap_transfer", {"cap": handle, "to": to})
+
+
+async def cap_revoke(handle: int, reason: str = "") -> None:
+    """Revoke a capability this agent holds or derived (delegated, gave a child), and all derived from it."""
+    await trap("cap_revoke", {"cap": handle, "reason": reason})
+
+
+async def cap_request(
+    resource: str, rights: list[str], reason: str = "", *, timeout: float | None = None
+) -> dict[str, Any]:
+    """Ask a person for a capability (``agentos approve ID``); blocks until answered: {cap, outcome,
+    expires_ns}. Denied: PermissionDenied; unanswered within ``timeout``: TimedOut."""
+    args: dict[str, Any] = {"resource": resource, "rights": rights, "reason": reason}
+    if timeout is not None:
+        args["timeout"] = timeout
+    return await trap("cap_request", args)
+
+
+async def secret(name: str) -> bytes:
+    """A secret's value (needs a capability for ``secret:NAME``); never journaled: replay re-reads it."""
+    return await trap("secret_get", {"name": name})
 
 
 async def exit(status: int = 0) -> None:  # noqa: A001 - the syscall's name

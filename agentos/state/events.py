@@ -56,7 +56,7 @@ class KernelShutdown(Payload):
 # -- processes ---------------------------------------------------------------------------
 
 
-@event("proc.spawned")
+@event("proc.spawned", 2)
 class ProcSpawned(Payload):
     pid: int
     ppid: int
@@ -68,6 +68,10 @@ class ProcSpawned(Payload):
     code: str = ""  # blob hash of the agent's source as read at spawn
     filename: str = ""
     package: str = ""
+    caps_opaque: bool = False  # it may use its capabilities but not list them
+
+
+UPCASTERS[("proc.spawned", 1)] = lambda raw: raw  # v1 had no caps_opaque: the default fills it
 
 
 @event("proc.started")
@@ -183,16 +187,118 @@ class ConsoleWrite(Payload):
     epoch: int = 0
 
 
+# -- capabilities (the world's grants; revocations and expiries are ledger events below) ----
+
+
+@event("cap.granted")
+class CapGranted(Payload):
+    """A capability came to exist: derived from ``parent`` (None only for the boot's root), held by
+    ``holder``. ``chain`` is its ancestry, root first; ``expires_ns`` and ``max_uses`` are its own
+    limits (the check also applies every ancestor's); ``origin`` says how: boot, session, policy,
+    spawn, delegate, approval."""
+
+    cap: int
+    holder: int
+    resource: str
+    rights: list[str]
+    parent: int | None
+    chain: list[int]
+    origin: str
+    by: int  # the pid that caused it
+    depth: int = 0  # further delegations allowed
+    expires_ns: int | None = None
+    max_uses: int | None = None
+    limits: list[list[int]] = []  # [cap id, max uses] of itself and every ancestor with a use limit
+    note: str = ""
+
+
+@event("cap.transferred")
+class CapTransferred(Payload):
+    """A capability given away whole: ``to`` holds it now, ``sender`` keeps nothing."""
+
+    cap: int
+    sender: int
+    to: int
+
+
 # -- ledger (global, monotone: never rewound) ---------------------------------------------
 
 
-@event("audit.denied")
+@event("audit.denied", 2)
 class AccessDenied(Payload):
-    """A call refused for lack of a right (the audit trail lives in the ledger)."""
+    """A call refused for lack of a capability (the audit trail lives in the ledger)."""
 
     pid: int
     call: str
     right: str
+    resource: str = ""
+
+
+UPCASTERS[("audit.denied", 1)] = lambda raw: raw  # v1 had no resource: the default fills it
+
+
+@event("cap.revoked")
+class CapRevoked(Payload):
+    """Revoked with everything derived from it; in the ledger, so no rewind revives it."""
+
+    cap: int
+    by: int
+    reason: str = ""
+
+
+@event("cap.expired")
+class CapExpired(Payload):
+    """Noticed past its expiry (expiry itself needs no event: checks read the real clock)."""
+
+    cap: int
+
+
+@event("cap.used")
+class CapUsed(Payload):
+    """One authorised call charged to capabilities with a use limit (``caps``: the limited ones
+    on the chain), so a rewind never refunds a use."""
+
+    caps: list[int]
+
+
+@event("secret.changed")
+class SecretChanged(Payload):
+    """A secret set or removed by a person: its name and size, never its bytes."""
+
+    name: str
+    size: int
+    by: int
+    removed: bool = False
+
+
+@event("secret.read")
+class SecretRead(Payload):
+    """An agent read a secret (it held a capability for it): the audit trail, no value."""
+
+    name: str
+    pid: int
+
+
+@event("approval.requested")
+class ApprovalRequested(Payload):
+    id: int
+    pid: int
+    resource: str
+    rights: list[str]
+    reason: str
+    deadline_ns: int | None = None
+
+
+@event("approval.decided")
+class ApprovalDecided(Payload):
+    """A person's answer (or the request's end: ``outcome`` approved, denied, expired, cancelled)."""
+
+    id: int
+    outcome: str
+    by: int
+    cap: int | None = None
+    duration_s: float | None = None
+    reason: str = ""
 
 
 @event("ledger.cpu")

@@ -58,6 +58,7 @@ class Process(msgspec.Struct, kw_only=True):
     syscalls: int = 0
     epoch: int = 0
     resume_failures: int = 0
+    caps_opaque: bool = False
     kill_at_ns: int | None = None  # a pending KILL at the end of a TERM's grace period
     cancel_pending: str | None = None  # a TERM/INT/HUP not yet raised in the agent
     signals: dict[str, int] = {}
@@ -95,6 +96,7 @@ def _spawned(t: ProcessTable, seq: int, ts: int, e: ev.ProcSpawned) -> None:
         code=e.code,
         filename=e.filename,
         package=e.package,
+        caps_opaque=e.caps_opaque,
         created_seq=seq,
         created_ts=ts,
     )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from agentos.state.caps import CapTable
 from agentos.state.proc import Process, ProcessTable
 from agentos.state.world import Ledger, State, World
 
@@ -23,6 +24,7 @@ class Manifest(msgspec.Struct):
     ledger: str
     procs: dict[str, str]  # pid -> piece hash
     chain_digest: str = ""  # hex digest of the event at seq: ties the snapshot to this log
+    caps: str = ""  # the capability table, one piece
 
 
 def to_pieces(state: State, chain_digest: bytes = b"") -> tuple[bytes, dict[str, bytes]]:
@@ -40,6 +42,7 @@ def to_pieces(state: State, chain_digest: bytes = b"") -> tuple[bytes, dict[str,
         ledger=put(state.ledger),
         procs={str(pid): put(p) for pid, p in sorted(state.world.procs.procs.items())},
         chain_digest=chain_digest.hex(),
+        caps=put(state.world.caps),
     )
     return msgspec.msgpack.encode(manifest), pieces
 
@@ -61,6 +64,6 @@ def from_pieces(
 
     procs = {int(pid): msgspec.msgpack.decode(get(h), type=Process) for pid, h in manifest.procs.items()}
     ledger = msgspec.msgpack.decode(get(manifest.ledger), type=Ledger)
-    return State(
-        seq=manifest.seq, world=World(branch=manifest.branch, procs=ProcessTable(procs)), ledger=ledger
-    )
+    caps = msgspec.msgpack.decode(get(manifest.caps), type=CapTable)
+    world = World(branch=manifest.branch, procs=ProcessTable(procs), caps=caps)
+    return State(seq=manifest.seq, world=world, ledger=ledger)

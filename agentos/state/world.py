@@ -16,14 +16,32 @@ import msgspec
 
 from agentos import param
 from agentos.state import events as ev
+from agentos.state.caps import CAP_APPLY, CapTable
 from agentos.state.proc import APPLY, ProcessTable
 
-PROJECTION_VERSION = 2  # bump whenever apply() or the state shapes change: old snapshots are then ignored
+PROJECTION_VERSION = 3  # bump whenever apply() or the state shapes change: old snapshots are then ignored
 
 
 class World(msgspec.Struct):
     branch: int = param.MAIN_BRANCH
     procs: ProcessTable = msgspec.field(default_factory=ProcessTable)
+    caps: CapTable = msgspec.field(default_factory=CapTable)
+
+
+class Approval(msgspec.Struct, kw_only=True):
+    id: int
+    pid: int
+    resource: str
+    rights: list[str]
+    reason: str
+    requested_ts: int
+    deadline_ns: int | None = None
+    outcome: str = "pending"  # approved | denied | expired | cancelled
+    by: int | None = None
+    cap: int | None = None
+    duration_s: float | None = None
+    decided_ts: int | None = None
+    answer: str = ""  # the person's reason, when they gave one
 
 
 class Ledger(msgspec.Struct):
@@ -33,6 +51,12 @@ class Ledger(msgspec.Struct):
     cpu_total_ns: int = 0
     denials: int = 0
     events: int = 0
+    next_cap: int = 1
+    revoked: dict[int, int] = {}  # cap id -> seq of its revocation; cascades through chains
+    expired: dict[int, int] = {}  # cap id -> seq at which its expiry was noticed
+    cap_uses: dict[int, int] = {}  # uses charged to capabilities that have a use limit
+    next_approval: int = 1
+    approvals: dict[int, Approval] = {}
 
 
 class State(msgspec.Struct):
@@ -41,25 +65,68 @@ class State(msgspec.Struct):
     ledger: Ledger = msgspec.field(default_factory=Ledger)
 
 
-def _ledger_spawned(ledger: Ledger, e: ev.ProcSpawned) -> None:
+def _ledger_spawned(ledger: Ledger, seq: int, ts: int, e: ev.ProcSpawned) -> None:
     ledger.next_pid = max(ledger.next_pid, e.pid + 1)
 
 
-def _ledger_booted(ledger: Ledger, e: ev.KernelBooted) -> None:
+def _ledger_booted(ledger: Ledger, seq: int, ts: int, e: ev.KernelBooted) -> None:
     ledger.boots = max(ledger.boots, e.boot)
 
 
-def _ledger_cpu(ledger: Ledger, e: ev.CpuCharged) -> None:
+def _ledger_cpu(ledger: Ledger, seq: int, ts: int, e: ev.CpuCharged) -> None:
     ledger.cpu_ns[e.pid] = ledger.cpu_ns.get(e.pid, 0) + e.ns
     ledger.cpu_total_ns += e.ns
 
 
-def _ledger_denied(ledger: Ledger, e: ev.AccessDenied) -> None:
+def _ledger_denied(ledger: Ledger, seq: int, ts: int, e: ev.AccessDenied) -> None:
     ledger.denials += 1
 
 
-LEDGER_APPLY: dict[type, Callable[[Ledger, Any], None]] = {
+def _ledger_granted(ledger: Ledger, seq: int, ts: int, e: ev.CapGranted) -> None:
+    ledger.next_cap = max(ledger.next_cap, e.cap + 1)
+
+
+def _ledger_revoked(ledger: Ledger, seq: int, ts: int, e: ev.CapRevoked) -> None:
+    ledger.revoked.setdefault(e.cap, seq)
+
+
+def _ledger_expired(ledger: Ledger, seq: int, ts: int, e: ev.CapExpired) -> None:
+    ledger.expired.setdefault(e.cap, seq)
+
+
+def _ledger_used(ledger: Ledger, seq: int, ts: int, e: ev.CapUsed) -> None:
+    for cap in e.caps:
+        ledger.cap_uses[cap] = ledger.cap_uses.get(cap, 0) + 1
+
+
+def _ledger_requested(ledger: Ledger, seq: int, ts: int, e: ev.ApprovalRequested) -> None:
+    ledger.next_approval = max(ledger.next_approval, e.id + 1)
+    ledger.approvals[e.id] = Approval(
+        id=e.id,
+        pid=e.pid,
+        resource=e.resource,
+        rights=list(e.rights),
+        reason=e.reason,
+        requested_ts=ts,
+        deadline_ns=e.deadline_ns,
+    )
+
+
+def _ledger_decided(ledger: Ledger, seq: int, ts: int, e: ev.ApprovalDecided) -> None:
+    approval = ledger.approvals.get(e.id)
+    if approval is not None and approval.outcome == "pending":
+        approval.outcome, approval.by, approval.cap = e.outcome, e.by, e.cap
+        approval.duration_s, approval.decided_ts, approval.answer = e.duration_s, ts, e.reason
+
+
+LEDGER_APPLY: dict[type, Callable[[Ledger, int, int, Any], None]] = {
     ev.AccessDenied: _ledger_denied,
+    ev.CapGranted: _ledger_granted,
+    ev.CapRevoked: _ledger_revoked,
+    ev.CapExpired: _ledger_expired,
+    ev.CapUsed: _ledger_used,
+    ev.ApprovalRequested: _ledger_requested,
+    ev.ApprovalDecided: _ledger_decided,
     ev.ProcSpawned: _ledger_spawned,
     ev.KernelBooted: _ledger_booted,
     ev.CpuCharged: _ledger_cpu,
@@ -77,10 +144,13 @@ def apply(state: State, seq: int, ts: int, payload: ev.Payload) -> State:
     kind = type(payload)
     ledger_fn = LEDGER_APPLY.get(kind)
     if ledger_fn is not None:
-        ledger_fn(state.ledger, payload)
+        ledger_fn(state.ledger, seq, ts, payload)
     world_fn = APPLY.get(kind)
     if world_fn is not None:
         world_fn(state.world.procs, seq, ts, payload)
+    cap_fn = CAP_APPLY.get(kind)
+    if cap_fn is not None:
+        cap_fn(state.world.caps, seq, ts, payload)
     return state
 
 

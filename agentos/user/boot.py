@@ -18,9 +18,11 @@ from agentos.errors import AgentOSError, InternalError
 from agentos.sdk.client import Client
 
 
-def kernel_command(home: Path, durability: str | None, resume: bool) -> list[str]:
+def kernel_command(home: Path, durability: str | None, resume: bool, policy: str | None = None) -> list[str]:
     """The kernel is its own program (``agentos.runtime``): userland only starts it."""
     args = [sys.executable, "-m", "agentos.runtime", "--home", str(home)]
+    if policy:
+        args += ["--policy", policy]
     if durability:
         args += ["--durability", durability]
     if not resume:
@@ -37,20 +39,25 @@ def _seed_env(home: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONHASHSEED": str(seed)} if seed else dict(os.environ)
 
 
-def boot_foreground(home: Path, *, durability: str | None, resume: bool) -> int:
+def boot_foreground(home: Path, *, durability: str | None, resume: bool, policy: str | None = None) -> int:
     """Become the kernel (exec): it runs until shutdown, SIGTERM or Ctrl-C."""
-    os.execve(sys.executable, kernel_command(home, durability, resume), _seed_env(home))
+    os.execve(sys.executable, kernel_command(home, durability, resume, policy), _seed_env(home))
 
 
 def boot_detached(
-    home: Path, *, durability: str | None = None, resume: bool = True, timeout: float = 30.0
+    home: Path,
+    *,
+    durability: str | None = None,
+    resume: bool = True,
+    timeout: float = 30.0,
+    policy: str | None = None,
 ) -> int:
     """Start a kernel in its own session; return its OS pid once it serves."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(home / "kernel.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
-            kernel_command(home, durability, resume),
+            kernel_command(home, durability, resume, policy),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

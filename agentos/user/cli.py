@@ -11,52 +11,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from agentos.errors import AgentOSError, NetworkError
-from agentos.sdk.client import Client
+from agentos.user import cli_caps, cli_secret
 from agentos.user import format as fmt
+from agentos.user.options import Group, connect, fail, home_option, json_option
+from agentos.user.options import home_path as _home
 
 TRUSTED_NOTICE = "agentos: running {target} inside the kernel — only trusted code belongs there (it can reach everything in the kernel process)"
-
-
-def _home(value: str | None) -> Path:
-    return Path(value or os.environ.get("AGENTOS_HOME") or Path.home() / ".agentos").expanduser().absolute()
-
-
-def home_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--home",
-        "home",
-        default=None,
-        metavar="DIR",
-        help="kernel home (default $AGENTOS_HOME or ~/.agentos)",
-    )(fn)
-
-
-def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="print JSON")(fn)
-
-
-def connect(home: str | None, name: str = "agentos-cli") -> Client:
-    return Client.connect(_home(home), name)
-
-
-def fail(message: str, code: int = 1) -> None:
-    click.echo(f"agentos: {message}", err=True)
-    sys.exit(code)
-
-
-class Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AgentOSError as err:
-            fail(str(err))
 
 
 @click.group(cls=Group)
@@ -78,15 +44,29 @@ def cli() -> None:
     help="normal survives kill -9; full also survives power loss",
 )
 @click.option("--no-resume", is_flag=True, help="boot without resuming any agent")
-def boot(home: str | None, detach: bool, durability: str | None, no_resume: bool) -> None:
+@click.option(
+    "--policy",
+    default=None,
+    metavar="FILE",
+    help="policy file: default capabilities and quotas of CLI-started agents (default: HOME/policy.toml, else built in)",
+)
+def boot(home: str | None, detach: bool, durability: str | None, no_resume: bool, policy: str | None) -> None:
     """Boot the kernel on HOME (foreground unless --detach)."""
+    from agentos.caps.policy import default_policy, load_policy
     from agentos.user.boot import boot_detached, boot_foreground
 
+    path = _home(home)
+    if policy is not None:
+        policy = str(Path(policy).expanduser().absolute())
+    # checked here too, so a malformed policy is a clear error before any kernel starts
+    chosen = policy or (str(path / "policy.toml") if (path / "policy.toml").exists() else None)
+    source = load_policy(chosen).source if chosen else default_policy().source
+    click.echo(f"agentos: policy: {source}", err=True)
     if detach:
-        pid = boot_detached(_home(home), durability=durability, resume=not no_resume)
-        click.echo(f"agentos: kernel running (pid {pid}) on {_home(home)}")
+        pid = boot_detached(path, durability=durability, resume=not no_resume, policy=policy)
+        click.echo(f"agentos: kernel running (pid {pid}) on {path}")
     else:
-        sys.exit(boot_foreground(_home(home), durability=durability, resume=not no_resume))
+        sys.exit(boot_foreground(path, durability=durability, resume=not no_resume, policy=policy))
 
 
 @cli.command()
@@ -273,3 +253,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+for _command in (*cli_caps.COMMANDS, cli_secret.secret):
+    cli.add_command(_command)

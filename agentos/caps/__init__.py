@@ -1,0 +1,1 @@
+"""Capabilities: resource patterns and rights (pattern.py) and the policy file (policy.py)."""
