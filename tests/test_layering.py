@@ -161,7 +161,7 @@ def minimal_args(schema: type[Args]) -> dict[str, Any]:
             args[field.encode_name] = "x" * max(t.min_length or 1, 1)
         elif isinstance(t, msgspec.inspect.BytesType):
             args[field.encode_name] = b"x" * max(t.min_length or 1, 1)
-        elif isinstance(t, msgspec.inspect.StructType):
+        elif isinstance(t, msgspec.inspect.StructType | msgspec.inspect.DictType):
             args[field.encode_name] = {}
         elif isinstance(t, msgspec.inspect.ListType):
             args[field.encode_name] = ["x"] * max(t.min_length or 0, 0)

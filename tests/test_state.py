@@ -201,6 +201,13 @@ def strategy_for(annotation: Any) -> st.SearchStrategy[Any]:
         return st.integers(-(2**63), 2**63 - 1)
     if annotation == int | None:
         return st.none() | st.integers(-(2**63), 2**63 - 1)
+    finite = st.floats(allow_nan=False, allow_infinity=False)  # the producers validate: JSON has no inf
+    if annotation is float:
+        return finite
+    if annotation == float | None:
+        return st.none() | finite
+    if annotation == dict[str, float]:
+        return st.dictionaries(st.text(max_size=8), finite, max_size=4)
     return st.from_type(annotation)
 
 

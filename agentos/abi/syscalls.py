@@ -34,6 +34,7 @@ class HelloArgs(Args):
 
 
 Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+Limits = Annotated[dict[Annotated[str, msgspec.Meta(max_length=32)], float], msgspec.Meta(max_length=16)]
 Rights = Annotated[
     list[Annotated[str, msgspec.Meta(max_length=32)]], msgspec.Meta(min_length=1, max_length=16)
 ]
@@ -59,6 +60,12 @@ class SpawnArgs(Args):
     name: Name | None = None
     caps: Annotated[list[CapSpec], msgspec.Meta(max_length=64)] | None = None  # None: inherit (or policy)
     opaque: bool = False  # the child cannot list what it holds
+    limits: Limits | None = None  # put the child in a new resource group (under its parent's) with these
+
+
+class GroupLimitArgs(Args):
+    group: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    limits: Limits
 
 
 class CapDelegateArgs(Args):

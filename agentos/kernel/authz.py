@@ -14,6 +14,7 @@ less delegation depth — asking for more is ``PermissionDenied``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ class Authority:
         self._caches: dict[int, _Cache] = {}
         self.hits = 0
         self.misses = 0
+        self.clock: Callable[[], int] = time.time_ns  # real wall time; tests substitute their own
 
     # -- the instrument interface: invalidate at once ---------------------------------------------
 
@@ -77,11 +79,11 @@ class Authority:
             cache = self._caches[pid] = _Cache(self.generation, {})
         key = (resource, right)
         hit = cache.entries.get(key)
-        if hit is not None and (hit[1] is None or time.time_ns() < hit[1]):
+        if hit is not None and (hit[1] is None or self.clock() < hit[1]):
             self.hits += 1
             return hit[0]
         self.misses += 1
-        now = time.time_ns()
+        now = self.clock()
         found, why_not, relative = self._find(pid, resource, right, now)
         if found is None:
             self.k.emit(
@@ -131,7 +133,7 @@ class Authority:
         for ancestor in cap.chain:
             if ancestor in ledger.revoked:
                 return f"was revoked with its ancestor {ancestor}"
-        if cap.expires_ns is not None and (now or time.time_ns()) >= cap.expires_ns:
+        if cap.expires_ns is not None and (now or self.clock()) >= cap.expires_ns:
             if cap.id not in ledger.expired:
                 self.k.emit(ev.CapExpired(cap=cap.id))
             return "has expired"
@@ -168,7 +170,7 @@ class Authority:
 
     def expire_due(self) -> int:
         """Record the expiry of every capability past it (the audit trail; checks need no event)."""
-        now = time.time_ns()
+        now = self.clock()
         expired = self.k.state.ledger.expired
         due = [
             c.id
@@ -192,7 +194,7 @@ class Authority:
 
     def source_for(self, pid: int, spec: sc.CapSpec) -> Capability:
         """The held, live capability a request narrows: the one named, else the first that covers it."""
-        now = time.time_ns()
+        now = self.clock()
         if spec.cap is not None:
             cap = self.k.state.world.caps.get(spec.cap)
             if cap is None or cap.holder != pid:
@@ -256,7 +258,7 @@ class Authority:
             )
         expires = source.expires_ns
         if spec.expires_in is not None:
-            asked = time.time_ns() + int(spec.expires_in * 1e9)
+            asked = self.clock() + int(spec.expires_in * 1e9)
             if expires is not None and asked > expires:
                 raise PermissionDenied(
                     f"capability {source.id} expires sooner than {spec.expires_in}s from now"

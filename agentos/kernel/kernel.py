@@ -39,9 +39,11 @@ from agentos.kernel.authz import ROOT_RESOURCE, ROOT_RIGHTS, Authority
 from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
 from agentos.kernel.commit import GroupCommitter
+from agentos.kernel.quota import Quotas
 from agentos.kernel.syscall import SYSCALLS
 from agentos.state import events as ev
 from agentos.state.caps import Capability
+from agentos.state.groups import ROOT as ROOT_GROUP
 from agentos.state.snapshot import to_pieces
 from agentos.state.world import PROJECTION_VERSION, apply
 from agentos.store.events import EventRecord, Sequencer
@@ -90,7 +92,8 @@ class Kernel:
         self._snapshotting = False
         self._snapshot_task: asyncio.Task[int] | None = None
         self.authority = Authority(self)
-        self.instruments.append(self.authority)
+        self.quotas = Quotas(self)
+        self.instruments += [self.authority, self.quotas]
         self.policy: Policy = default_policy()
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
@@ -163,6 +166,8 @@ class Kernel:
         self._expiry_timer = asyncio.get_running_loop().call_later(delay, self._sweep_expiries)
 
     def _ensure_init(self) -> None:
+        if self.state.world.groups.get(ROOT_GROUP) is None:
+            self.emit(ev.GroupCreated(name=ROOT_GROUP, parent=None, by=param.KERNEL_PID))
         if self.state.world.procs.get(param.INIT_PID) is None:
             self.emit(ev.ProcSpawned(pid=param.INIT_PID, ppid=0, name="init", kind="init"))
             self.emit(ev.ProcStarted(pid=param.INIT_PID))
@@ -307,6 +312,8 @@ class Kernel:
         if caller.kind != "kernel":  # the kernel acting for itself (grace-period KILLs) holds everything
             resource = row.resource if isinstance(row.resource, str) else row.resource(args)
             caller.cap = self.authority.authorise(caller, name, resource, row.right)
+            if caller.kind == "agent":
+                self.quotas.check_call(caller.pid)
         outcome = row.handler(self, caller, args)
         if isinstance(outcome, Block) and outcome.events:
             self.emit_all(

@@ -18,6 +18,7 @@ from agentos import __version__
 from agentos.abi import syscalls as sc
 from agentos.errors import NotFound
 from agentos.kernel.calls import Caller, Done, Stream
+from agentos.kernel.quota import validate_limits
 from agentos.state import events as ev
 from agentos.state.proc import DEAD, ZOMBIE
 from agentos.state.world import state_hash
@@ -146,3 +147,20 @@ def sys_logs(k: Kernel, c: Caller, a: sc.LogsArgs) -> Done | Stream:
         )
 
     return Stream(backlog, follow, until)
+
+
+def sys_groups(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
+    return Done(k.quotas.rows())
+
+
+def sys_group_limit(k: Kernel, c: Caller, a: sc.GroupLimitArgs) -> Done:
+    """Set some limits of a group (others kept; a negative value removes that limit)."""
+    group = k.state.world.groups.get(a.group)
+    if group is None:
+        raise NotFound(f"no resource group {a.group[:128]!r}", code="ENOENT")
+    removed = {name for name, value in a.limits.items() if value < 0}
+    limits = {n: v for n, v in group.limits.items() if n not in removed}
+    limits |= validate_limits({n: v for n, v in a.limits.items() if n not in removed})
+    return Done(
+        {"group": a.group, "limits": limits}, [ev.GroupLimitsSet(name=a.group, limits=limits, by=c.pid)]
+    )

@@ -15,7 +15,9 @@ from agentos.abi import syscalls as sc
 from agentos.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, QuotaExceeded, TimedOut
 from agentos.kernel import progload
 from agentos.kernel.calls import Block, Caller, Done
+from agentos.kernel.quota import validate_limits
 from agentos.state import events as ev
+from agentos.state.groups import ROOT as ROOT_GROUP
 from agentos.state.proc import DEAD, STOPPED, ZOMBIE, Process
 from agentos.store.log import blob_hash
 
@@ -82,7 +84,10 @@ def sys_random(k: Kernel, c: Caller, a: sc.RandomArgs) -> Done:
 
 
 def sys_write_console(k: Kernel, c: Caller, a: sc.WriteConsoleArgs) -> Done:
-    return Done(None, *console_events(k, c.pid, a.data, a.stream))
+    events, blobs = console_events(k, c.pid, a.data, a.stream)
+    if c.kind == "agent":
+        k.quotas.check_bytes(c.pid, events[0].size)
+    return Done(None, events, blobs)
 
 
 def console_events(
@@ -111,6 +116,7 @@ def sys_spawn(k: Kernel, c: Caller, a: sc.SpawnArgs) -> Done:
     )
     prog = progload.resolve(a.target, base)
     pid = k.state.ledger.next_pid
+    group_events, group = _child_group(k, c, parent, pid, a.limits)
     code = blob_hash(prog.source)
     name = a.name or os.path.basename(prog.filename).removesuffix(".py")
     if prog.entry != "main":
@@ -127,8 +133,27 @@ def sys_spawn(k: Kernel, c: Caller, a: sc.SpawnArgs) -> Done:
         filename=prog.filename,
         package=prog.package,
         caps_opaque=a.opaque or parent.caps_opaque or (c.kind == "session" and k.policy.opaque),
+        group=group,
     )
-    return Done(pid, [spawned, *child_grants(k, c, pid, a.caps)], {code: prog.source})
+    grants = child_grants(k, c, pid, a.caps)
+    return Done(pid, [*group_events, spawned, *grants], {code: prog.source})
+
+
+def _child_group(
+    k: Kernel, c: Caller, parent: Process, pid: int, limits: dict[str, float] | None
+) -> tuple[list[ev.Payload], str]:
+    """The child's resource group: its parent's, or a new one under it — always for an agent the
+    person starts (with the policy's quotas), and when the spawner sets ``limits``."""
+    if c.kind == "session":
+        new_limits = dict(k.policy.agent_quotas) | validate_limits(limits or {})
+        name = f"/agent-{pid}"
+        k.quotas.check_spawn(ROOT_GROUP)
+        return [ev.GroupCreated(name=name, parent=ROOT_GROUP, limits=new_limits, by=c.pid)], name
+    k.quotas.check_spawn(parent.group)
+    if limits is None:
+        return [], ""
+    name = f"{parent.group.rstrip('/')}/{pid}"
+    return [ev.GroupCreated(name=name, parent=parent.group, limits=validate_limits(limits), by=c.pid)], name
 
 
 def child_grants(k: Kernel, c: Caller, child: int, specs: list[sc.CapSpec] | None) -> list[ev.Payload]:

@@ -69,6 +69,7 @@ class ProcSpawned(Payload):
     filename: str = ""
     package: str = ""
     caps_opaque: bool = False  # it may use its capabilities but not list them
+    group: str = ""  # its resource group; "" = its parent's
 
 
 UPCASTERS[("proc.spawned", 1)] = lambda raw: raw  # v1 had no caps_opaque: the default fills it
@@ -185,6 +186,24 @@ class ConsoleWrite(Payload):
     size: int
     n: int = -1  # call counter at which print() output was produced, -1 for write_console
     epoch: int = 0
+
+
+# -- resource groups ------------------------------------------------------------------------
+
+
+@event("group.created")
+class GroupCreated(Payload):
+    name: str
+    parent: str | None
+    limits: dict[str, float] = {}
+    by: int = 0
+
+
+@event("group.limits")
+class GroupLimitsSet(Payload):
+    name: str
+    limits: dict[str, float]
+    by: int = 0
 
 
 # -- capabilities (the world's grants; revocations and expiries are ledger events below) ----

@@ -59,6 +59,7 @@ class Process(msgspec.Struct, kw_only=True):
     epoch: int = 0
     resume_failures: int = 0
     caps_opaque: bool = False
+    group: str = "/"  # its resource group
     kill_at_ns: int | None = None  # a pending KILL at the end of a TERM's grace period
     cancel_pending: str | None = None  # a TERM/INT/HUP not yet raised in the agent
     signals: dict[str, int] = {}
@@ -97,6 +98,7 @@ def _spawned(t: ProcessTable, seq: int, ts: int, e: ev.ProcSpawned) -> None:
         filename=e.filename,
         package=e.package,
         caps_opaque=e.caps_opaque,
+        group=e.group or (parent.group if parent is not None else "/"),
         created_seq=seq,
         created_ts=ts,
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import msgspec
 
 from agentos.state.caps import CapTable
+from agentos.state.groups import GroupTable
 from agentos.state.proc import Process, ProcessTable
 from agentos.state.world import Ledger, State, World
 
@@ -25,6 +26,7 @@ class Manifest(msgspec.Struct):
     procs: dict[str, str]  # pid -> piece hash
     chain_digest: str = ""  # hex digest of the event at seq: ties the snapshot to this log
     caps: str = ""  # the capability table, one piece
+    groups: str = ""  # the resource groups, one piece
 
 
 def to_pieces(state: State, chain_digest: bytes = b"") -> tuple[bytes, dict[str, bytes]]:
@@ -43,6 +45,7 @@ def to_pieces(state: State, chain_digest: bytes = b"") -> tuple[bytes, dict[str,
         procs={str(pid): put(p) for pid, p in sorted(state.world.procs.procs.items())},
         chain_digest=chain_digest.hex(),
         caps=put(state.world.caps),
+        groups=put(state.world.groups),
     )
     return msgspec.msgpack.encode(manifest), pieces
 
@@ -65,5 +68,6 @@ def from_pieces(
     procs = {int(pid): msgspec.msgpack.decode(get(h), type=Process) for pid, h in manifest.procs.items()}
     ledger = msgspec.msgpack.decode(get(manifest.ledger), type=Ledger)
     caps = msgspec.msgpack.decode(get(manifest.caps), type=CapTable)
-    world = World(branch=manifest.branch, procs=ProcessTable(procs), caps=caps)
+    groups = msgspec.msgpack.decode(get(manifest.groups), type=GroupTable)
+    world = World(branch=manifest.branch, procs=ProcessTable(procs), caps=caps, groups=groups)
     return State(seq=manifest.seq, world=world, ledger=ledger)

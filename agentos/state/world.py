@@ -17,6 +17,7 @@ import msgspec
 from agentos import param
 from agentos.state import events as ev
 from agentos.state.caps import CAP_APPLY, CapTable
+from agentos.state.groups import GROUP_APPLY, USAGE_APPLY, GroupTable, Usage
 from agentos.state.proc import APPLY, ProcessTable
 
 PROJECTION_VERSION = 3  # bump whenever apply() or the state shapes change: old snapshots are then ignored
@@ -26,6 +27,7 @@ class World(msgspec.Struct):
     branch: int = param.MAIN_BRANCH
     procs: ProcessTable = msgspec.field(default_factory=ProcessTable)
     caps: CapTable = msgspec.field(default_factory=CapTable)
+    groups: GroupTable = msgspec.field(default_factory=GroupTable)
 
 
 class Approval(msgspec.Struct, kw_only=True):
@@ -57,6 +59,7 @@ class Ledger(msgspec.Struct):
     cap_uses: dict[int, int] = {}  # uses charged to capabilities that have a use limit
     next_approval: int = 1
     approvals: dict[int, Approval] = {}
+    usage: Usage = msgspec.field(default_factory=Usage)  # per resource group, never refunded
 
 
 class State(msgspec.Struct):
@@ -151,6 +154,12 @@ def apply(state: State, seq: int, ts: int, payload: ev.Payload) -> State:
     cap_fn = CAP_APPLY.get(kind)
     if cap_fn is not None:
         cap_fn(state.world.caps, seq, ts, payload)
+    group_fn = GROUP_APPLY.get(kind)
+    if group_fn is not None:
+        group_fn(state.world.groups, seq, ts, payload)
+    usage_fn = USAGE_APPLY.get(kind)
+    if usage_fn is not None:
+        usage_fn(state.ledger.usage, payload)
     return state
 
 

@@ -1,0 +1,141 @@
+"""Quotas: the limits of a process's resource group and every ancestor group, checked where the
+resource is consumed — each syscall (rate, CPU), spawn (spawns, live processes), console write
+(console and stored bytes). A limit reached is a ``QuotaExceeded`` naming the limit, the usage and
+the group; the call does not happen.
+
+Consumption is counted in the ledger (``state.groups.Usage``), so what was spent stays spent.
+The per-second syscall rate is not state — a window counter per group, here — since one event per
+call would cost more than the call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from agentos.errors import InvalidArgument, QuotaExceeded
+from agentos.state import events as ev
+from agentos.state.groups import LIMITS, ROOT, within
+
+if TYPE_CHECKING:
+    from agentos.kernel.kernel import Kernel
+
+_RESHAPING = frozenset({ev.GroupCreated, ev.GroupLimitsSet, ev.ProcSpawned})
+
+
+def _show(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Quotas:
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+        self.generation = 0
+        self._per_call: dict[int, tuple[int, list[tuple[str, float | None, float | None]]]] = {}
+        self._windows: dict[str, list[int]] = {}  # group -> [second, calls in it]
+        self.clock = time.monotonic_ns
+
+    # -- the instrument interface ---------------------------------------------------------------
+
+    def on_event(self, seq: int, payload: ev.Payload) -> None:
+        if type(payload) in _RESHAPING:
+            self.generation += 1
+
+    def on_committed(self, batch: list[Any]) -> None:
+        pass
+
+    def reset(self) -> None:
+        self.generation += 1
+        self._per_call.clear()
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def _exceeded(
+        self, group: str, limit: str, used: float, allowed: float, code: str = "EDQUOT"
+    ) -> QuotaExceeded:
+        return QuotaExceeded(
+            f"{limit} limit of group {group} reached: {_show(used)} used of {_show(allowed)} ({LIMITS[limit]})",
+            code=code,
+            retryable=code == "EAGAIN",
+        )
+
+    def group_of(self, pid: int) -> str:
+        p = self.k.state.world.procs.get(pid)
+        return p.group if p is not None else ROOT
+
+    def check_call(self, pid: int) -> None:
+        """Before every syscall of an agent: its groups' syscall rate and CPU time."""
+        cached = self._per_call.get(pid)
+        if cached is None or cached[0] != self.generation:
+            limited = [
+                (g.name, g.limits.get("syscalls_per_second"), g.limits.get("cpu_seconds"))
+                for g in self.k.state.world.groups.chain(self.group_of(pid))
+                if "syscalls_per_second" in g.limits or "cpu_seconds" in g.limits
+            ]
+            cached = self._per_call[pid] = (self.generation, limited)
+        if not cached[1]:
+            return
+        used = self.k.state.ledger.usage.used
+        second = self.clock() // 1_000_000_000
+        for name, rate, cpu in cached[1]:
+            if cpu is not None:
+                spent = used.get(name, {}).get("cpu_seconds", 0.0)
+                if spent >= cpu:
+                    raise self._exceeded(name, "cpu_seconds", round(spent, 3), cpu)
+            if rate is not None:
+                window = self._windows.setdefault(name, [second, 0])
+                if window[0] != second:
+                    window[0], window[1] = second, 0
+                if window[1] >= rate:
+                    raise self._exceeded(name, "syscalls_per_second", window[1], rate, code="EAGAIN")
+                window[1] += 1
+
+    def check_spawn(self, group: str) -> None:
+        """Before a spawn into ``group``: spawns ever, and live processes, of it and its ancestors."""
+        chain = self.k.state.world.groups.chain(group)
+        used = self.k.state.ledger.usage.used
+        for g in chain:
+            if "spawns" in g.limits:
+                n = used.get(g.name, {}).get("spawns", 0)
+                if n + 1 > g.limits["spawns"]:
+                    raise self._exceeded(g.name, "spawns", n, g.limits["spawns"])
+            if "live_processes" in g.limits:
+                live = sum(1 for p in self.k.state.world.procs.alive() if within(p.group, g.name))
+                if live + 1 > g.limits["live_processes"]:
+                    raise self._exceeded(g.name, "live_processes", live, g.limits["live_processes"])
+
+    def check_bytes(self, pid: int, size: int) -> None:
+        """Before a console write of ``size`` bytes: console and stored bytes."""
+        used = self.k.state.ledger.usage.used
+        for g in self.k.state.world.groups.chain(self.group_of(pid)):
+            for limit in ("console_bytes", "stored_bytes"):
+                if limit in g.limits:
+                    n = used.get(g.name, {}).get(limit, 0)
+                    if n + size > g.limits[limit]:
+                        raise self._exceeded(g.name, limit, n, g.limits[limit])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every group with its limits and usage (its own and its descendants')."""
+        used = self.k.state.ledger.usage.used
+        alive = self.k.state.world.procs.alive()
+        out = []
+        for name, g in sorted(self.k.state.world.groups.groups.items()):
+            usage = dict(used.get(name, {}))
+            usage["live_processes"] = sum(1 for p in alive if within(p.group, name))
+            members = sorted(p.pid for p in alive if p.group == name)
+            out.append(
+                {"name": name, "parent": g.parent, "limits": g.limits, "usage": usage, "members": members}
+            )
+        return out
+
+
+def validate_limits(limits: dict[str, Any]) -> dict[str, float]:
+    """Untrusted limits (spawn's ``limits``, ``agentos limit``): known names, non-negative numbers."""
+    out: dict[str, float] = {}
+    for name, value in limits.items():
+        if name not in LIMITS:
+            raise InvalidArgument(f"unknown limit {str(name)[:64]!r}; known: {', '.join(sorted(LIMITS))}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2**62:
+            raise InvalidArgument(f"limit {name} must be a number >= 0, not {str(value)[:32]!r}")
+        out[name] = value
+    return out
