@@ -142,7 +142,7 @@ class Authority:
                 return (
                     f"has used up its {max_uses} uses"
                     if limited == cap.id
-                    else f"ancestor {limited} is used up"
+                    else f"was derived from capability {limited}, which has used up its {max_uses} uses"
                 )
         return ""
 

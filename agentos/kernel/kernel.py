@@ -40,7 +40,7 @@ from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
 from agentos.kernel.commit import GroupCommitter
 from agentos.kernel.quota import Quotas
-from agentos.kernel.syscall import SYSCALLS
+from agentos.kernel.syscall import SYSCALLS, Syscall
 from agentos.state import events as ev
 from agentos.state.caps import Capability
 from agentos.state.groups import ROOT as ROOT_GROUP
@@ -304,16 +304,20 @@ class Kernel:
             err.correlation = err.correlation or caller.correlation
             raise
 
+    def check_call(self, caller: Caller, row: Syscall, args: Any) -> None:
+        """Authorise a call (a capability for the row's resource and right) and check its quotas."""
+        resource = row.resource if isinstance(row.resource, str) else row.resource(args)
+        caller.cap = self.authority.authorise(caller, row.name, resource, row.right)
+        if caller.kind == "agent":
+            self.quotas.check_call(caller.pid)
+
     def _call(self, caller: Caller, name: Any, raw_args: Any) -> Done | Block | Stream:
         row = SYSCALLS.get(name) if isinstance(name, str) else None
         if row is None:  # echo an untrusted name short
             raise InvalidArgument(f"unknown syscall {repr(name)[:64]}", code="ENOSYS")
         args = decode_args(row.schema, raw_args)
         if caller.kind != "kernel":  # the kernel acting for itself (grace-period KILLs) holds everything
-            resource = row.resource if isinstance(row.resource, str) else row.resource(args)
-            caller.cap = self.authority.authorise(caller, name, resource, row.right)
-            if caller.kind == "agent":
-                self.quotas.check_call(caller.pid)
+            self.check_call(caller, row, args)
         outcome = row.handler(self, caller, args)
         if isinstance(outcome, Block) and outcome.events:
             self.emit_all(

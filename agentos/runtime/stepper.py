@@ -243,6 +243,12 @@ class AgentRunner(Lifecycle):
             text = "".join(s for st, s in printed if st == stream)
             if text:
                 events, blobs = sysproc.console_events(self.k, task.pid, text, stream, n=n, epoch=task.epoch)
+                try:  # print() is a console write: the same capability and quota as write_console
+                    self.k.authority.authorise(Caller(task.pid, "agent"), "print", "sys:console", "write")
+                    self.k.quotas.check_bytes(task.pid, events[0].size)
+                except AgentOSError as err:  # dropped: the denial is audited; a quota is visible in `groups`
+                    log.info("print() of agent %d dropped: %s", task.pid, err)
+                    continue
                 self.k.emit_all(events, task.pid, blobs=blobs)
 
     def _console(self, task: AgentTask, text: str, stream: str) -> None:
@@ -304,14 +310,18 @@ class AgentRunner(Lifecycle):
             task.replayed += 1
             value, exc = answer.value, answer.exc
             if exc is None and SYSCALLS[trap.call].journal == "secret":
-                value, exc = self._reread_secret(value)
+                value, exc = self._reread_secret(task, value)
             task.resume_with(value, exc)
             self._ready(task)
         return answer.kind in ("diverged", "answer")
 
-    def _reread_secret(self, ref: Any) -> tuple[Any, BaseException | None]:
-        """A journaled secret is a reference: the value comes from the store again, never the log."""
+    def _reread_secret(self, task: AgentTask, ref: Any) -> tuple[Any, BaseException | None]:
+        """A journaled secret is a reference: the value comes from the store again, never the log —
+        and only while the agent still holds a capability for it (a revocation holds across replay)."""
         try:
+            self.k.authority.authorise(
+                Caller(task.pid, "agent"), "secret_get", f"secret:{ref['secret']}", "read"
+            )
             return self.k.secrets.get(ref["secret"]), None
         except AgentOSError as exc:
             return None, exc

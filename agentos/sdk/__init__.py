@@ -61,11 +61,14 @@ async def spawn(
     name: str | None = None,
     caps: list[dict[str, Any]] | None = None,
     opaque: bool = False,
+    limits: dict[str, float] | None = None,
 ) -> int:
     """Start a child agent (``file.py``, ``file.py:func`` or ``module:func``); return its pid.
 
     The child inherits every capability this agent holds unless ``caps`` lists the ones it gets,
-    each narrowed from one held (see ``cap``); ``opaque`` children cannot list what they hold."""
+    each narrowed from one held (see ``cap``); ``opaque`` children cannot list what they hold.
+    ``limits`` (e.g. ``{"spawns": 10, "console_bytes": 1e6}``) puts it in a new resource group under
+    this agent's, whose own limits still apply."""
     args: dict[str, Any] = {"target": target, "argv": list(argv)}
     if name is not None:
         args["name"] = name
@@ -73,6 +76,8 @@ async def spawn(
         args["caps"] = caps
     if opaque:
         args["opaque"] = True
+    if limits is not None:
+        args["limits"] = limits
     return await trap("spawn", args)
 
 

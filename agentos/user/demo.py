@@ -2,14 +2,16 @@
 
 Boots a real kernel process, runs the sample agents in ``agentos.examples`` (a console
 writer, a parent with children, a failing agent, one terminated by a signal, one that
-survives a real ``kill -9`` of its kernel by replay), prints the process table and a summary
-of the event log, and shuts the kernel down cleanly.
+survives a real ``kill -9`` of its kernel by replay, one refused a secret until the demo,
+acting as the person, approves its request for a capability), prints the process table and a
+summary of the event log, and shuts the kernel down cleanly.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -127,11 +129,14 @@ def _tour(home: Path) -> int:
     st = c.call("wait", pid=pid)
     say(f"   → process {pid}: {fmt.exit_text(st)}; every tick printed exactly once across the crash")
 
-    step(7, "The process table (ps -a)")
+    step(7, "Capabilities: an agent is refused a secret, asks a person, and gets it for five minutes")
+    secret_kept = _capabilities(c, home)
+
+    step(8, "The process table (ps -a)")
     for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
         say(f"   {line}")
 
-    step(8, "The event log")
+    step(9, "The event log")
     events = list(c.stream("events", limit=100_000))
     kinds = collections.Counter(e["kind"] for e in events)
     say(f"   {len(events)} events, sequence 1..{events[-1]['seq']} with no gap:")
@@ -140,15 +145,108 @@ def _tour(home: Path) -> int:
     check = c.call("verify")
     say(f"   hash chain: {'verified' if check['ok'] else 'FAILED'} ({check['detail']})")
 
-    step(9, "Shut down cleanly")
+    step(10, "Shut down cleanly")
     c.call("shutdown", kill=False)
     c.close()
     wait_gone(os_pid)
     say("   kernel stopped; a snapshot was written, so the next boot starts from it")
     say(
-        "\nNext: agentos boot --detach, then agentos run agentos/examples/counter.py 5 — see the README's tour."
+        "\nNext: agentos boot --detach, then agentos run agentos/examples/counter.py 5 — see the README's tour (capabilities and secrets too)."
     )
-    return 0 if check["ok"] else 1
+    return 0 if check["ok"] and secret_kept else 1
+
+
+SECRET = "DEMO_API_KEY"
+
+
+def _capabilities(c: Client, home: Path) -> bool:
+    """The person sets a secret; an agent holding no capability for it is refused, asks for one
+    with cap_request, and the demo approves it through the admin call ``agentos approve`` makes.
+    True when the secret's value is nowhere in the log, as it must be."""
+    value = secrets.token_urlsafe(24).encode()  # random and never printed: looked for in the log below
+    say(
+        f"   {DIM}the demo plays the person: its session (pid {c.pid}) acts with init's root capability{RESET}"
+    )
+    info = c.call("secret_set", name=SECRET, value=value)
+    say(f"   agentos secret set {SECRET}: {info['size']} bytes, kept as a 0600 file in {home / 'secrets'}")
+    pid = c.call("spawn", target="agentos.examples.secret_reader", argv=[SECRET, "30"])
+    request = _wait_request(c, pid)
+    shown = [line for item in c.call("logs", pid=pid) for line in item["data"].splitlines()]
+    for line in shown:
+        say(f"   │ {line}")
+    say(
+        f"   agentos approvals: request {request['id']} from process {pid} wants {request['resource']}"
+        f" [{','.join(request['rights'])}] — {request['reason']!r}"
+    )
+    out = c.call("approve", id=request["id"], duration=300.0)
+    say(
+        f"   agentos approve {request['id']} --for 5m: process {pid} holds capability {out['cap']} for 5 minutes"
+    )
+    lines = "".join(item["data"] for item in c.stream("logs", pid=pid, follow=True)).splitlines()
+    for line in lines[len(shown) :]:
+        say(f"   │ {line}")
+
+    say(f"   agentos caps {pid}: what it holds, each with the chain it was derived through")
+    for cap in c.call("caps", pid=pid):
+        rights = "[" + ",".join(cap["rights"]) + "]"
+        chain = " ← ".join(
+            f"cap {a['cap']} {a.get('resource', '?')} ({a.get('origin')})" for a in cap["chain"]
+        )
+        left = f", {(cap['expires_ns'] - time.time_ns()) / 60e9:.0f} min left" if cap["expires_ns"] else ""
+        say(f"     cap {cap['cap']:<3} {cap['resource']:<20} {rights:<31} {cap['origin']}{left} ← {chain}")
+    say(f"   agentos audit --pid {pid}: every decision about it, from the log")
+    rows = c.call("audit", pid=pid)
+    policy = [r for r in rows if r["kind"] == "cap.granted" and r["payload"]["origin"] == "policy"]
+    if policy:
+        say(
+            f"     grant caps {policy[0]['payload']['cap']}-{policy[-1]['payload']['cap']}: the policy's, at spawn"
+        )
+    for row in rows:
+        if row not in policy:
+            say(f"     {_audit_text(row)}")
+
+    journal = [
+        e["payload"]["result"]
+        for e in c.stream("events", kind="sys.done", pid=pid)
+        if e["payload"]["call"] == "secret_get" and "result" in e["payload"]
+    ]
+    stored = b"".join(f.read_bytes() for f in home.glob("log.db*") if f.is_file())
+    leaked = value in stored
+    say(
+        f"   its journal records the read as {journal[-1] if journal else '?'}, a reference replay re-reads;"
+        f" the value itself in log.db: {'FOUND' if leaked else 'nowhere'}"
+    )
+    say(f"   → process {pid}: {fmt.exit_text(c.call('wait', pid=pid))}")
+    c.call("secret_rm", name=SECRET)
+    return not leaked
+
+
+def _wait_request(c: Client, pid: int, timeout: float = 10) -> dict[str, Any]:
+    """The pending approval request process ``pid`` made (as ``agentos approvals`` lists it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for request in c.call("approvals"):
+            if request["pid"] == pid:
+                return request
+        time.sleep(0.01)
+    raise TimeoutError(f"process {pid} asked for no capability within {timeout:.0f} s")
+
+
+def _audit_text(row: dict[str, Any]) -> str:
+    p = row["payload"]
+    kind = row["kind"]
+    if kind == "audit.denied":
+        return f"DENIED {p['call']}: needs {p['right']!r} on {p['resource']}"
+    if kind == "approval.requested":
+        return f"request {p['id']}: {p['resource']} [{','.join(p['rights'])}]"
+    if kind == "approval.decided":
+        return f"request {p['id']} {p['outcome']} by process {p['by']}" + (
+            f" → cap {p['cap']}" if p.get("cap") else ""
+        )
+    if kind == "cap.granted":
+        rights = ",".join(p["rights"])
+        return f"grant cap {p['cap']} {p['resource']} [{rights}] ({p['origin']}, from cap {p['parent']})"
+    return f"{kind} {p}"
 
 
 def _wait_state(c: Client, pid: int, state: str, timeout: float = 10) -> None:
