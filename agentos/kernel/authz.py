@@ -1,10 +1,11 @@
 """Authorisation: does the caller hold a live capability for (resource, right)? And deriving new ones.
 
 The dispatcher asks ``authorise`` before every handler (deny by default). A decision is cached per
-process under the kernel's *capability generation*, which every revocation, expiry, transfer,
-reaping and rebuild (rewind) bumps, so no revoked capability is ever served from the cache; a hit
-still checks the capability's expiry against the real clock. Capabilities with a use limit are
-never cached: each use is charged (a ``cap.used`` ledger event) and checked.
+holder; the moment a capability is revoked, the cache of every holder of it or of anything derived
+from it is dropped (as is a sender's on a transfer, a reaped process's, and all of them when the
+state is replaced by a rebuild or rewind), so no revoked capability is ever served from the cache;
+a hit still checks the capability's expiry against the real clock. Capabilities with a use limit
+are never cached: each use is charged (a ``cap.used`` ledger event) and checked.
 
 Derivation (spawn, delegation, approvals) goes through ``derive``, the one place that enforces
 attenuation: narrower or equal resource, a subset of the rights, no later expiry, no more uses,
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentos import param
@@ -30,21 +30,16 @@ if TYPE_CHECKING:
     from agentos.kernel.kernel import Kernel
 
 # events after which a cached "allowed" may be wrong
-_INVALIDATING = frozenset({ev.CapRevoked, ev.CapExpired, ev.CapTransferred, ev.ProcReaped, ev.ProcExited})
 ROOT_RESOURCE, ROOT_RIGHTS = pattern.ANY, [pattern.ANY]
 
 
-@dataclass(slots=True)
-class _Cache:
-    generation: int
-    entries: dict[tuple[str, str], tuple[Capability, int | None]]
+Decisions = dict[tuple[str, str], tuple[Capability, int | None]]  # (resource, right) -> (cap, expiry)
 
 
 class Authority:
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
-        self.generation = 0
-        self._caches: dict[int, _Cache] = {}
+        self._caches: dict[int, Decisions] = {}  # per holder pid
         self.hits = 0
         self.misses = 0
         self.clock: Callable[[], int] = time.time_ns  # real wall time; tests substitute their own
@@ -52,15 +47,22 @@ class Authority:
     # -- the instrument interface: invalidate at once ---------------------------------------------
 
     def on_event(self, seq: int, payload: ev.Payload) -> None:
-        if type(payload) in _INVALIDATING:
-            self.generation += 1
+        kind = type(payload)
+        if kind is ev.CapRevoked:  # every holder of it or of anything derived from it, at once
+            for cap in self.k.state.world.caps.caps.values():
+                if cap.id == payload.cap or payload.cap in cap.chain:
+                    self._caches.pop(cap.holder, None)
+        elif kind is ev.CapTransferred:
+            self._caches.pop(payload.sender, None)
+        elif kind is ev.ProcReaped:
+            self._caches.pop(payload.pid, None)
+        # (an expiry needs nothing: every hit checks the clock; a grant only adds)
 
     def on_committed(self, batch: list[Any]) -> None:
         pass
 
     def reset(self) -> None:
         """The state was replaced (a rewind or rebuild): forget every decision."""
-        self.generation += 1
         self._caches.clear()
 
     # -- checking --------------------------------------------------------------------------------
@@ -75,10 +77,10 @@ class Authority:
         """The capability that allows ``right`` on ``resource`` for the caller, or raise (and audit)."""
         pid = self.holder(caller)
         cache = self._caches.get(pid)
-        if cache is None or cache.generation != self.generation:
-            cache = self._caches[pid] = _Cache(self.generation, {})
+        if cache is None:
+            cache = self._caches[pid] = {}
         key = (resource, right)
-        hit = cache.entries.get(key)
+        hit = cache.get(key)
         if hit is not None and (hit[1] is None or self.clock() < hit[1]):
             self.hits += 1
             return hit[0]
@@ -106,7 +108,7 @@ class Authority:
                 correlation=caller.correlation,
             )
         elif not relative:
-            cache.entries[key] = (found, found.expires_ns)
+            cache[key] = (found, found.expires_ns)
         return found
 
     def _find(self, pid: int, resource: str, right: str, now: int) -> tuple[Capability | None, str, bool]:
@@ -163,6 +165,14 @@ class Authority:
             p = procs.get(p.ppid)
             hops += 1
         return False
+
+    def may_hold_relative(self, resource: str, giver: int, holder: int) -> bool:
+        """A relative pattern (``proc:children``) names the *giver's* descendants only while it stays
+        in the giver's subtree: given to anyone else it would mean theirs, a widening."""
+        kind, value = pattern.split(resource)
+        if value not in pattern.RELATIVE.get(kind, ()):
+            return True
+        return giver in (param.INIT_PID, holder) or self._relative(giver, kind, value, str(holder))
 
     def remaining_uses(self, cap: Capability) -> int | None:
         left = [n - self.k.state.ledger.cap_uses.get(c, 0) for c, n in self._limited(cap)]
@@ -239,6 +249,11 @@ class Authority:
         )
         if not pattern.subsumes(source.resource, resource):
             raise PermissionDenied(f"{resource} is wider than capability {source.id} ({source.resource})")
+        # a spawned child is a descendant by construction (and not in the state yet)
+        if origin != "spawn" and not self.may_hold_relative(resource, source.holder, holder):
+            raise PermissionDenied(
+                f"{resource} means process {source.holder}'s descendants: {holder} is not one"
+            )
         if not pattern.rights_within(rights, source.rights):
             raise PermissionDenied(f"rights {rights} exceed capability {source.id}'s {source.rights}")
         if delegation:

@@ -93,6 +93,8 @@ def sys_cap_transfer(k: Kernel, c: Caller, a: sc.CapTransferArgs) -> Done:
         raise Conflict("the root capability stays with init", code="EPERM")
     if not pattern.has_right(cap.rights, "grant"):
         raise PermissionDenied(f"capability {cap.id} lacks the 'grant' right needed to give it away")
+    if not k.authority.may_hold_relative(cap.resource, cap.holder, a.to):
+        raise PermissionDenied(f"{cap.resource} means process {cap.holder}'s descendants: {a.to} is not one")
     return Done({"cap": cap.id}, [ev.CapTransferred(cap=cap.id, sender=c.pid, to=a.to)])
 
 
@@ -108,8 +110,21 @@ def _may_revoke(k: Kernel, pid: int, target: Capability) -> bool:
     return False
 
 
+def _departed(k: Kernel, cap_id: int) -> Capability | None:
+    """An ancestor whose holder was reaped (so it left the table) while derived ones live on: it can
+    still be revoked, cutting them off."""
+    for held in k.state.world.caps.caps.values():
+        if cap_id in held.chain:
+            chain = held.chain[: held.chain.index(cap_id)]
+            parent = chain[-1] if chain else None
+            return Capability(
+                id=cap_id, holder=-1, resource="", rights=[], parent=parent, chain=chain, origin="", by=0
+            )
+    return None
+
+
 def sys_cap_revoke(k: Kernel, c: Caller, a: sc.CapRevokeArgs) -> Done:
-    target = k.state.world.caps.get(a.cap)
+    target = k.state.world.caps.get(a.cap) or _departed(k, a.cap)
     if target is None:
         raise NotFound(f"no capability {a.cap} is held by anyone", code="ENOENT")
     if target.parent is None:
@@ -274,6 +289,11 @@ def _concerns(k: Kernel, row: dict[str, Any], pid: int) -> bool:
     if row["kind"] == "approval.decided":
         asked = k.state.ledger.approvals.get(payload["id"])
         return asked is not None and asked.pid == pid
+    if row["kind"] in ("cap.revoked", "cap.expired"):  # its own capability, or one derived from it
+        cap_id = payload["cap"]
+        cap = k.state.world.caps.get(cap_id)
+        holder = cap.holder if cap is not None else (_granted_event(k, cap_id) or {}).get("holder")
+        return holder == pid or any(cap_id in c.chain for c in k.state.world.caps.held_by(pid))
     return any(payload.get(f) == pid for f in ("pid", "holder", "to", "sender"))
 
 

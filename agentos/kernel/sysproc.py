@@ -188,6 +188,7 @@ def exit_events(
     out: list[ev.Payload] = [
         ev.ProcExited(pid=p.pid, status=status, signal=signal, fault=fault, reason=reason)
     ]
+    out += cancelled_requests(k, p.pid)
     for child in k.state.world.procs.children(p.pid):
         out.append(ev.ProcReparented(pid=child.pid, ppid=param.INIT_PID))
         if child.state == ZOMBIE:
@@ -199,6 +200,17 @@ def exit_events(
         if parent is not None and parent.alive:
             out.append(ev.ProcSignaled(pid=parent.pid, sig="CHLD", sender=p.pid))
     return out
+
+
+def cancelled_requests(k: Kernel, pid: int) -> list[ev.Payload]:
+    """A process that exits withdraws its requests for approval: nobody is left to get the answer."""
+    return [
+        ev.ApprovalDecided(
+            id=ap.id, outcome="cancelled", by=param.KERNEL_PID, reason="the process that asked exited"
+        )
+        for ap in k.state.ledger.approvals.values()
+        if ap.pid == pid and ap.outcome == "pending"
+    ]
 
 
 def sys_exit(k: Kernel, c: Caller, a: sc.ExitArgs) -> Done:
