@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentos import param
-from agentos.abi.syscalls import Args, decode_args
 from agentos.caps import pattern
 from agentos.errors import Conflict, NotFound, PermissionDenied
 from agentos.kernel.boot import rebuild_state
@@ -40,6 +38,7 @@ from agentos.state import events as ev
 from agentos.state.caps import Capability
 from agentos.state.world import state_hash
 from agentos.store.home import Home
+from agentos.testing.helpers import minimal_args
 
 AGENT_SOURCE = "async def main(*argv):\n    return 0\n"
 SECRET = b"s3cret"
@@ -122,31 +121,6 @@ def run(root: Path, body: Callable[[Rig], Awaitable[None]]) -> None:
 
 
 # -- 1. deny by default ---------------------------------------------------------------------------------
-
-
-def minimal_args(schema: type[Args]) -> dict[str, Any]:
-    """The smallest valid arguments for a schema (as in tests/test_layering.py)."""
-    args: dict[str, Any] = {}
-    for f in msgspec.inspect.type_info(schema).fields:  # type: ignore[attr-defined]
-        if not f.required:
-            continue
-        t = f.type
-        if isinstance(t, msgspec.inspect.IntType):
-            args[f.encode_name] = max(t.ge if t.ge is not None else 1, 1)
-        elif isinstance(t, msgspec.inspect.FloatType):
-            args[f.encode_name] = t.ge if t.ge is not None else 0.0
-        elif isinstance(t, msgspec.inspect.StrType):
-            args[f.encode_name] = "x" * max(t.min_length or 1, 1)
-        elif isinstance(t, msgspec.inspect.BytesType):
-            args[f.encode_name] = b"x" * max(t.min_length or 1, 1)
-        elif isinstance(t, msgspec.inspect.StructType | msgspec.inspect.DictType):
-            args[f.encode_name] = {}
-        elif isinstance(t, msgspec.inspect.ListType):
-            args[f.encode_name] = ["x"] * max(t.min_length or 0, 0)
-        else:
-            args[f.encode_name] = None
-    decode_args(schema, args)  # a denial must not hide behind an argument error
-    return args
 
 
 def test_a_process_holding_nothing_is_refused_every_syscall_and_each_refusal_is_audited(

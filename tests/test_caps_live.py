@@ -21,13 +21,14 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentos.sdk.client import Client
+from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
 
 _SCRIPT = Path(sys.executable).parent / "agentos"
@@ -68,16 +69,6 @@ def json_lines(text: str) -> list[Any]:
 
 def run_detached(home: Path, target: str, *args: str) -> int:
     return int(ok(home, "run", "--detach", target, *args).strip())
-
-
-def poll(fn: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(interval)
 
 
 def logs(c: Client, pid: int) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from agentos.testing.helpers import poll
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "agentos" / "examples"
 _SCRIPT = Path(sys.executable).parent / "agentos"
 AGENTOS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "agentos"]
@@ -72,16 +74,6 @@ def boot(home: Path) -> int:
     out = ok(home, "boot", "--detach")
     assert "kernel running" in out
     return int(out.split("(pid ")[1].split(")")[0])
-
-
-def poll(fn: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture

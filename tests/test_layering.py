@@ -27,6 +27,7 @@ from agentos.kernel.calls import Caller
 from agentos.kernel.kernel import Kernel
 from agentos.kernel.syscall import ADMIN, SYSCALLS
 from agentos.state.world import State
+from agentos.testing.helpers import minimal_args
 from agentos.testing.kernelproc import KernelProcess
 
 PACKAGE = Path(agentos.__file__).resolve().parent
@@ -144,31 +145,6 @@ def test_every_module_has_a_docstring() -> None:
 
 
 # -- the syscall table --------------------------------------------------------------------------------
-
-
-def minimal_args(schema: type[Args]) -> dict[str, Any]:
-    """The smallest valid arguments for a schema: required fields at their lower bounds."""
-    args: dict[str, Any] = {}
-    for field in msgspec.inspect.type_info(schema).fields:  # type: ignore[attr-defined]
-        if not field.required:
-            continue
-        t = field.type
-        if isinstance(t, msgspec.inspect.IntType):
-            args[field.encode_name] = max(t.ge if t.ge is not None else 1, 1)
-        elif isinstance(t, msgspec.inspect.FloatType):
-            args[field.encode_name] = t.ge if t.ge is not None else 0.0
-        elif isinstance(t, msgspec.inspect.StrType):
-            args[field.encode_name] = "x" * max(t.min_length or 1, 1)
-        elif isinstance(t, msgspec.inspect.BytesType):
-            args[field.encode_name] = b"x" * max(t.min_length or 1, 1)
-        elif isinstance(t, msgspec.inspect.StructType | msgspec.inspect.DictType):
-            args[field.encode_name] = {}
-        elif isinstance(t, msgspec.inspect.ListType):
-            args[field.encode_name] = ["x"] * max(t.min_length or 0, 0)
-        else:
-            args[field.encode_name] = None
-    decode_args(schema, args)  # a denial must not hide behind an argument error
-    return args
 
 
 def test_every_syscall_row_names_a_right_and_a_schema() -> None:

@@ -244,7 +244,9 @@ class AgentRunner(Lifecycle):
             if text:
                 events, blobs = sysproc.console_events(self.k, task.pid, text, stream, n=n, epoch=task.epoch)
                 try:  # print() is a console write: the same capability and quota as write_console
-                    self.k.authority.authorise(Caller(task.pid, "agent"), "print", "sys:console", "write")
+                    self.k.authority.authorise(
+                        Caller(task.pid, "agent", task.epoch, 0, n), "print", "sys:console", "write"
+                    )
                     self.k.quotas.check_bytes(task.pid, events[0].size)
                 except AgentOSError as err:  # dropped: the denial is audited; a quota is visible in `groups`
                     log.info("print() of agent %d dropped: %s", task.pid, err)
