@@ -53,6 +53,8 @@ class GroupCommitter:
         self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="agentos-checkpoint")
         self._checkpoint: asyncio.Future[tuple[int, int]] | None = None
         self.checkpoints = 0
+        self._checkpoint_floor = 0  # WAL pages when the last checkpoint was started
+        self._finishing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -114,8 +116,12 @@ class GroupCommitter:
                 self._on_committed(batch)
 
     def _maybe_checkpoint(self) -> None:
-        if self.store.wal_pages < CHECKPOINT_PAGES or self._checkpoint is not None:
+        pages = self.store.wal_pages
+        if pages < self._checkpoint_floor:
+            self._checkpoint_floor = 0  # the WAL restarted from its start
+        if pages - self._checkpoint_floor < CHECKPOINT_PAGES or self._checkpoint is not None:
             return
+        self._checkpoint_floor = pages  # one try per CHECKPOINT_PAGES written, never one per commit
         loop = asyncio.get_running_loop()
         self._checkpoint = loop.run_in_executor(self._checkpoint_executor, self.store.checkpoint)
         self._checkpoint.add_done_callback(self._checkpoint_done)
@@ -125,10 +131,19 @@ class GroupCommitter:
         if fut.cancelled():
             return
         exc = fut.exception()
-        if exc is not None:  # the WAL only grows; the next commit past the threshold tries again
+        if exc is not None:  # the WAL only grows; the next CHECKPOINT_PAGES written try again
             log.warning("WAL checkpoint failed: %s", exc)
-        else:
-            self.checkpoints += 1
+            return
+        self.checkpoints += 1
+        if self.failed is None:
+            self._finishing = asyncio.get_running_loop().create_task(self._finish_checkpoint())
+
+    async def _finish_checkpoint(self) -> None:
+        async with self._store_lock:  # between commits: nothing can be appended meanwhile
+            try:
+                self.store.finish_checkpoint()
+            except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation: log and go on
+                log.warning("WAL checkpoint could not finish: %s", exc)
 
     def _release(self) -> None:
         while self._waiters and self._waiters[0][0] <= self.durable_seq:
@@ -153,5 +168,7 @@ class GroupCommitter:
             self._task.cancel()
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint])
+        if self._finishing is not None:
+            await asyncio.wait([self._finishing])
         self._executor.shutdown(wait=True)
         self._checkpoint_executor.shutdown(wait=True)

@@ -157,10 +157,14 @@ class EventLog:
         if self._checkpointer is None:
             self._checkpointer = apsw.Connection(str(self.path))
             self._checkpointer.set_busy_timeout(5000)
-        log_frames, copied = self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
-        if log_frames >= 0 and copied >= log_frames:
-            self.wal_pages = 0
-        return log_frames, copied
+        return self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+
+    def finish_checkpoint(self) -> tuple[int, int]:
+        """Copy what was written while ``checkpoint()`` ran (a few frames), on the writer connection
+        with no write in progress: the checkpoint is then complete, so the next commit restarts the
+        WAL from its start. (Under steady writes a checkpoint taken beside them never completes, and
+        the WAL would grow without end.)"""
+        return self.conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
 
     def _sign(self, record: EventRecord) -> bytes:
         return sign_head(self._key, record.seq, record.digest) if self._key else b""
