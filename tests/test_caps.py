@@ -986,3 +986,50 @@ def test_the_decision_cache_of_a_reaped_process_is_dropped(tmp_path: Path) -> No
         assert not set(gone) & set(k.authority._caches), "caches of reaped processes are kept"
 
     run(tmp_path, body)
+
+
+# -- the confused deputy: a call that names its capability ---------------------------------------------
+
+
+def test_a_deputy_naming_the_requesters_capability_cannot_use_its_own_wider_ones(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        k, person = rig.k, rig.person
+        cap_rights = {"resource": "sys:cap", "rights": ["delegate", "revoke", "list"]}
+        # the service reads every secret on its own account; the requester only K, and may lend it
+        service = rig.spawn(person, [{"resource": "secret:*", "rights": ["read"]}, cap_rights])
+        requester = rig.spawn(
+            person, [{"resource": "secret:K", "rights": ["read", "grant"], "depth": 1}, cap_rights]
+        )
+        lent = k.call(
+            requester,
+            "cap_delegate",
+            {
+                "to": service.pid,
+                "spec": {"resource": "secret:K", "rights": ["read"], "expires_in": 60, "max_uses": 2},
+            },
+        ).result["cap"]
+        acting = Caller(pid=service.pid, kind="agent", use_cap=lent)
+        assert k.call(acting, "secret_get", {"name": "K"}).result == SECRET
+        # asked (by a confused or malicious requester) for what only the service may read: refused,
+        # though the service's own capability covers it — the call named the requester's
+        rig.refused(acting, "secret_get", {"name": "L"}, f"capability {lent}", "does not cover secret:L")
+        assert rig.secret(service, "L") == SECRET  # on its own account it still may
+        assert k.call(acting, "secret_get", {"name": "K"}).result == SECRET
+        rig.refused(acting, "secret_get", {"name": "K"}, "used up")  # the loan allowed two reads
+        # a handle the caller does not hold designates nothing
+        own = rig.cap(requester, "secret:K").id
+        rig.refused(
+            Caller(pid=service.pid, kind="agent", use_cap=own), "secret_get", {"name": "K"}, "holds no"
+        )
+        # the requester revokes the loan: the deputy is cut off at once
+        second = k.call(
+            requester,
+            "cap_delegate",
+            {"to": service.pid, "spec": {"resource": "secret:K", "rights": ["read"]}},
+        ).result["cap"]
+        acting2 = Caller(pid=service.pid, kind="agent", use_cap=second)
+        assert k.call(acting2, "secret_get", {"name": "K"}).result == SECRET
+        k.call(requester, "cap_revoke", {"cap": second})
+        rig.refused(acting2, "secret_get", {"name": "K"}, "revoked")
+
+    run(tmp_path, body)

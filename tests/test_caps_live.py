@@ -613,3 +613,45 @@ def test_the_request_of_a_process_that_died_is_no_longer_pending(kernel: KernelP
     assert as_json(ok(home, "approvals", "--json")) == [], "nobody is left to answer"
     every = as_json(ok(home, "approvals", "--all", "--json"))
     assert [a["outcome"] for a in every] == ["cancelled"]
+
+
+DEPUTY = '''
+"""Reads secret D with the capability it names, then with one it does not hold, then a bad handle."""
+from agentos import sdk
+from agentos.abi.traps import trap
+from agentos.errors import AgentOSError
+
+
+async def main():
+    held = {c["resource"]: c["cap"] for c in await sdk.cap_list()}
+    handle = held["secret:D"]
+    out = [len(await sdk.secret("D", cap=handle))]
+    for bad in (handle + 10_000, held["sys:console"]):
+        try:
+            await sdk.secret("D", cap=bad)
+        except AgentOSError as err:
+            out.append(err.code)
+    try:
+        await trap("getpid", {}, "not-a-handle")
+    except AgentOSError as err:
+        out.append(err.code)
+    await sdk.write_console(" ".join(map(str, out)) + "\\n")
+'''
+
+
+@pytest.mark.timeout(60)
+def test_an_agent_names_the_capability_a_call_uses(kernel: KernelProcess, agent_file) -> None:
+    caps = [
+        {"resource": "secret:D", "rights": ["read"]},
+        {"resource": "sys:cap", "rights": ["list"]},
+        {"resource": "sys:console", "rights": ["write"]},
+        {"resource": "sys:proc", "rights": ["self"]},
+    ]
+    with kernel.client() as c:
+        c.call("secret_set", name="D", value=b"deputy-value")
+        pid = c.call("spawn", target=agent_file(DEPUTY), caps=caps)
+        assert c.call("wait", pid=pid, timeout=30)["status"] == 0
+        out = "".join(item["data"] for item in c.stream("logs", pid=pid)).split()
+    # the named capability works; one not held, or one that does not cover it, is refused;
+    # a handle that is no int is a typed error
+    assert out == ["12", "EACCES", "EACCES", "EINVAL"]

@@ -17,8 +17,9 @@ import msgspec
 class Trap(msgspec.Struct, frozen=True):
     call: str
     args: dict[str, Any]
+    cap: int | None = None  # the capability that must authorise it (a deputy acting for another)
 
 
 @types.coroutine
-def trap(call: str, args: dict[str, Any]) -> Generator[Trap, Any, Any]:
-    return (yield Trap(call, args))
+def trap(call: str, args: dict[str, Any], cap: int | None = None) -> Generator[Trap, Any, Any]:
+    return (yield Trap(call, args, cap))

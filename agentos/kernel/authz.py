@@ -76,6 +76,8 @@ class Authority:
     def authorise(self, caller: Caller, call: str, resource: str, right: str) -> Capability:
         """The capability that allows ``right`` on ``resource`` for the caller, or raise (and audit)."""
         pid = self.holder(caller)
+        if caller.use_cap is not None:
+            return self._designated(caller, pid, call, resource, right)
         cache = self._caches.get(pid)
         if cache is None:
             cache = self._caches[pid] = {}
@@ -110,6 +112,41 @@ class Authority:
         elif not relative:
             cache[key] = (found, found.expires_ns)
         return found
+
+    def _designated(self, caller: Caller, pid: int, call: str, resource: str, right: str) -> Capability:
+        """The call names its capability (a deputy using what a requester delegated to it): that one
+        authorises it or nothing does — never the deputy's own, wider ones. Not cached."""
+        cap = self.k.state.world.caps.get(caller.use_cap) if caller.use_cap is not None else None
+        why = ""
+        if cap is None or cap.holder != pid:
+            why = f"it holds no capability {caller.use_cap}"
+        elif not pattern.has_right(cap.rights, right):
+            why = f"capability {cap.id} lacks the {right!r} right"
+        elif not pattern.covers(cap.resource, resource, pid, self._relative):
+            why = f"capability {cap.id} ({cap.resource}) does not cover {resource}"
+        else:
+            problem = self.problem(cap)
+            why = f"capability {cap.id} {problem}" if problem else ""
+        if why:
+            self.k.emit(
+                ev.AccessDenied(pid=caller.pid, call=call, right=right, resource=resource),
+                caller.pid,
+                syscall=caller.syscall_id,
+                correlation=caller.correlation,
+            )
+            raise PermissionDenied(
+                f"{call} on {resource} with capability {caller.use_cap}: {why}", code="EACCES"
+            )
+        assert cap is not None
+        limited = self._limited(cap)
+        if limited:
+            self.k.emit(
+                ev.CapUsed(caps=[c for c, _ in limited]),
+                caller.pid,
+                syscall=caller.syscall_id,
+                correlation=caller.correlation,
+            )
+        return cap
 
     def _find(self, pid: int, resource: str, right: str, now: int) -> tuple[Capability | None, str, bool]:
         why_not = ""

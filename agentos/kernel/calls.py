@@ -26,6 +26,7 @@ class Caller:
     intent: ev.SyscallBlocked | None = None  # this call's intent recorded before a crash
     request: str | None = None  # a session's request id, for correlation
     cap: Any = None  # the capability that authorised this call (set by the dispatcher)
+    use_cap: int | None = None  # the caller names the capability to use: only that one may authorise
 
     @property
     def syscall_id(self) -> str | None:

@@ -133,7 +133,12 @@ class SocketServer:
             if s.pid is None:
                 self._hello(s, req_id, call, args)
                 return
-            caller = Caller(s.pid, "session", request=str(req_id))
+            use_cap = message.get("cap")
+            if use_cap is not None and (type(use_cap) is not int or not 0 < use_cap < 2**62):
+                raise InvalidArgument(
+                    "cap, when given, is a capability handle: a positive int", code="EBADMSG"
+                )
+            caller = Caller(s.pid, "session", request=str(req_id), use_cap=use_cap)
             outcome = self.kernel.call(caller, call, args)
         except AgentOSError as err:
             s.reply(self.kernel.head_seq, {"id": req_id, "err": err.to_wire()})

@@ -289,6 +289,12 @@ class AgentRunner(Lifecycle):
             task.resume_with(exc=InvalidArgument(f"unknown syscall {trap.call!r}", code="ENOSYS"))
             self._ready(task)
             return
+        if trap.cap is not None and (type(trap.cap) is not int or not 0 < trap.cap < 2**62):
+            task.resume_with(
+                exc=InvalidArgument(f"a capability handle is a positive int, not {trap.cap!r:.32}")
+            )
+            self._ready(task)
+            return
         n = task.n
         task.n += 1
         if task.replaying and self._replay(task, n, trap):
@@ -312,12 +318,14 @@ class AgentRunner(Lifecycle):
             task.replayed += 1
             value, exc = answer.value, answer.exc
             if exc is None and SYSCALLS[trap.call].journal == "secret":
-                value, exc = self._reread_secret(task, value)
+                value, exc = self._reread_secret(task, value, trap.cap)
             task.resume_with(value, exc)
             self._ready(task)
         return answer.kind in ("diverged", "answer")
 
-    def _reread_secret(self, task: AgentTask, ref: Any) -> tuple[Any, BaseException | None]:
+    def _reread_secret(
+        self, task: AgentTask, ref: Any, use_cap: int | None
+    ) -> tuple[Any, BaseException | None]:
         """A journaled secret is a reference: the value comes from the store again, never the log —
         and only while the agent still holds a capability for it (a revocation holds across replay)."""
         try:
@@ -334,7 +342,7 @@ class AgentRunner(Lifecycle):
         self._exit(task, 1, fault="ReplayDivergence", reason=str(err))
 
     def _live(self, task: AgentTask, n: int, trap: Trap) -> None:
-        caller = Caller(task.pid, "agent", task.epoch, 0, n, task.journal.intents.get(n))
+        caller = Caller(task.pid, "agent", task.epoch, 0, n, task.journal.intents.get(n), use_cap=trap.cap)
         digest = args_digest(trap.args)
         try:
             outcome = self.k.call(caller, trap.call, trap.args)

@@ -39,6 +39,7 @@ __all__ = [
     "random",
     "sched_yield",
     "secret",
+    "syscall",
     "sleep",
     "spawn",
     "time",
@@ -128,9 +129,17 @@ async def cap_request(
     return await trap("cap_request", args)
 
 
-async def secret(name: str) -> bytes:
-    """A secret's value (needs a capability for ``secret:NAME``); never journaled: replay re-reads it."""
-    return await trap("secret_get", {"name": name})
+async def secret(name: str, *, cap: int | None = None) -> bytes:
+    """A secret's value (needs a capability for ``secret:NAME``); never journaled: replay re-reads it.
+    ``cap`` names the capability to use (see ``syscall``)."""
+    return await trap("secret_get", {"name": name}, cap)
+
+
+async def syscall(name: str, args: dict[str, Any] | None = None, *, cap: int | None = None) -> Any:
+    """Any syscall by name. ``cap`` names the one capability that may authorise it: an agent acting
+    for another (a service) passes the handle the requester delegated to it, so the call can never
+    succeed on the agent's own wider capabilities (the confused deputy)."""
+    return await trap(name, args or {}, cap)
 
 
 async def exit(status: int = 0) -> None:  # noqa: A001 - the syscall's name
