@@ -106,12 +106,19 @@ class Quotas:
 
     def check_bytes(self, pid: int, size: int) -> None:
         """Before a console write of ``size`` bytes: console and stored bytes."""
+        self.check(pid, {"console_bytes": size, "stored_bytes": size})
+
+    def check(self, pid: int, amounts: dict[str, float]) -> None:
+        """Before ``pid`` consumes ``amounts`` (limit name -> how much): would any group on its chain
+        go past a limit? The one check every subsystem uses (the file system for ``file_bytes``, the
+        memory manager for ``memory_bytes``, the LLM core for tokens and spend); what is consumed is
+        then charged by the ledger, from the event that records it (``state.groups.USAGE_APPLY``)."""
         used = self.k.state.ledger.usage.used
         for g in self.k.state.world.groups.chain(self.group_of(pid)):
-            for limit in ("console_bytes", "stored_bytes"):
+            for limit, amount in amounts.items():
                 if limit in g.limits:
                     n = used.get(g.name, {}).get(limit, 0)
-                    if n + size > g.limits[limit]:
+                    if n + amount > g.limits[limit]:
                         raise self._exceeded(g.name, limit, n, g.limits[limit])
 
     def rows(self) -> list[dict[str, Any]]:

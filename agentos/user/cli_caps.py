@@ -49,7 +49,7 @@ def caps(home: str | None, as_json: bool, pid: int) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo(f"process {pid} holds no capabilities")
+        click.echo(f"process {pid} holds no capabilities (what it held and when: agentos audit --pid {pid})")
     for row in rows:
         click.echo(_cap_line(row))
         for i, a in enumerate(row["chain"]):
