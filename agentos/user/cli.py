@@ -120,14 +120,30 @@ def _alive(pid: int) -> bool:
 @home_option
 @click.option("--detach", "-d", is_flag=True, help="print the pid and return at once")
 @click.option("--name", default=None, help="process name")
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="a limit of the agent's resource group, over the policy's (repeatable): --limit spawns=10",
+)
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(home: str | None, detach: bool, name: str | None, target: str, args: tuple[str, ...]) -> None:
+def run(
+    home: str | None,
+    detach: bool,
+    name: str | None,
+    limits: tuple[str, ...],
+    target: str,
+    args: tuple[str, ...],
+) -> None:
     """Run an SDK agent (FILE.py[:func] or module:func) and stream its console."""
+    from agentos.user.cli_groups import parse_limits
     from agentos.user.runner import run_agent
 
     click.echo(TRUSTED_NOTICE.format(target=target), err=True)
-    sys.exit(run_agent(_home(home), target, list(args), name=name, detach=detach))
+    group_limits = parse_limits(limits, allow_removal=False)
+    sys.exit(run_agent(_home(home), target, list(args), name=name, detach=detach, limits=group_limits))
 
 
 @cli.command()

@@ -16,6 +16,23 @@ def _figure(value: float | None) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
+def parse_limits(settings: tuple[str, ...], *, allow_removal: bool) -> dict[str, float]:
+    """``NAME=VALUE`` words as limits (``NAME=none``, where allowed, removes one: sent as -1)."""
+    limits: dict[str, float] = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep:
+            fail(f"expected NAME=VALUE, not {setting!r}")
+        if allow_removal and value.lower() == "none":
+            limits[name] = -1.0
+            continue
+        try:
+            limits[name] = float(value)
+        except ValueError:
+            fail(f"limit {name} needs a number{' (or none)' if allow_removal else ''}, not {value!r}")
+    return limits
+
+
 @click.command()
 @home_option
 @json_option
@@ -41,15 +58,7 @@ def groups(home: str | None, as_json: bool) -> None:
 @click.argument("settings", nargs=-1, required=True, metavar="NAME=VALUE...")
 def limit(home: str | None, group: str, settings: tuple[str, ...]) -> None:
     """Set limits of GROUP, e.g. `agentos limit /agent-5 spawns=10 console_bytes=1e6` (NAME=none removes one)."""
-    limits: dict[str, float] = {}
-    for setting in settings:
-        name, sep, value = setting.partition("=")
-        if not sep:
-            fail(f"expected NAME=VALUE, not {setting!r}")
-        try:
-            limits[name] = -1.0 if value.lower() == "none" else float(value)
-        except ValueError:
-            fail(f"limit {name} needs a number (or none), not {value!r}")
+    limits = parse_limits(settings, allow_removal=True)
     with connect(home) as c:
         out = c.call("group_limit", group=group, limits=limits)
     click.echo(

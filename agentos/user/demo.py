@@ -132,11 +132,14 @@ def _tour(home: Path) -> int:
     step(7, "Capabilities: an agent is refused a secret, asks a person, and gets it for five minutes")
     secret_kept = _capabilities(c, home)
 
-    step(8, "The process table (ps -a)")
+    step(8, "Quotas: an agent started with a budget of 4 spawns in its resource group")
+    _quotas(c)
+
+    step(9, "The process table (ps -a)")
     for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
         say(f"   {line}")
 
-    step(9, "The event log")
+    step(10, "The event log")
     events = list(c.stream("events", limit=100_000))
     kinds = collections.Counter(e["kind"] for e in events)
     say(f"   {len(events)} events, sequence 1..{events[-1]['seq']} with no gap:")
@@ -145,7 +148,7 @@ def _tour(home: Path) -> int:
     check = c.call("verify")
     say(f"   hash chain: {'verified' if check['ok'] else 'FAILED'} ({check['detail']})")
 
-    step(10, "Shut down cleanly")
+    step(11, "Shut down cleanly")
     c.call("shutdown", kill=False)
     c.close()
     wait_gone(os_pid)
@@ -154,6 +157,23 @@ def _tour(home: Path) -> int:
         "\nNext: agentos boot --detach, then agentos run agentos/examples/counter.py 5 — see the README's tour (capabilities and secrets too)."
     )
     return 0 if check["ok"] and secret_kept else 1
+
+
+def _quotas(c: Client) -> None:
+    """An agent in a group of its own with ``spawns = 4`` (itself included) is refused the fourth
+    child with a typed quota error; ``agentos groups`` shows the usage, which no rewind refunds."""
+    pid = c.call("spawn", target="agentos.examples.greedy", limits={"spawns": 4})
+    say(
+        f"   agentos run --limit spawns=4 greedy  (the socket's spawn with limits={{'spawns': 4}}): process {pid}"
+    )
+    show_console(c, pid)
+    say(f"   → process {pid}: {fmt.exit_text(c.call('wait', pid=pid))}")
+    group = next(g for g in c.call("groups") if g["name"] == f"/agent-{pid}")
+    say(
+        f"   agentos groups: {group['name']} spawns {group['usage'].get('spawns', 0):g} of "
+        f"{group['limits']['spawns']:g}; console_bytes {group['usage'].get('console_bytes', 0):g}"
+        " (counted in the ledger: never refunded)"
+    )
 
 
 SECRET = "DEMO_API_KEY"

@@ -16,12 +16,20 @@ from agentos.sdk.client import Client
 
 
 def run_agent(
-    home: Path, target: str, argv: list[str], *, name: str | None = None, detach: bool = False
+    home: Path,
+    target: str,
+    argv: list[str],
+    *,
+    name: str | None = None,
+    detach: bool = False,
+    limits: dict[str, float] | None = None,
 ) -> int:
     client = Client.connect(home, "agentos-run")
-    args = {"target": target, "argv": argv}
+    args: dict[str, object] = {"target": target, "argv": argv}
     if name:
         args["name"] = name
+    if limits:
+        args["limits"] = limits
     pid = client.call("spawn", **args)
     if detach:
         click.echo(pid)
