@@ -121,9 +121,14 @@ def _usage_cpu(u: Usage, e: ev.CpuCharged) -> None:
     u.charge(u.group_of.get(e.pid, ROOT), "cpu_seconds", e.ns / 1e9)
 
 
+def _usage_reaped(u: Usage, e: ev.ProcReaped) -> None:
+    u.group_of.pop(e.pid, None)  # nothing more is charged to a reaped process: keep the map bounded
+
+
 USAGE_APPLY: dict[type, Callable[[Usage, Any], None]] = {
     ev.GroupCreated: _usage_group,
     ev.ProcSpawned: _usage_spawned,
     ev.ConsoleWrite: _usage_console,
     ev.CpuCharged: _usage_cpu,
+    ev.ProcReaped: _usage_reaped,
 }
