@@ -31,6 +31,7 @@ from pyfastcdc import FastCDC
 from agentos.store import chunks
 from agentos.store.chunks import Manifest, join, new_blobs, split
 from agentos.store.log import EventLog, blob_hash
+from agentos.testing.helpers import text_lines
 from bench import baselines
 from bench.harness import Config, Sides, benchmark
 
@@ -44,27 +45,11 @@ THROUGHPUT_BYTES = 64 * MiB
 # --------------------------------------------------------------------------------------------------------
 
 
-def _text_lines(rng: random.Random, size: int) -> list[str]:
-    """Lines of words adding up to exactly ``size`` bytes (the last line cut short)."""
-    words = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-        for _ in range(2000)
-    ]
-    lines: list[str] = []
-    total = 0
-    while total < size:
-        line = " ".join(rng.choice(words) for _ in range(rng.randint(3, 14))) + "\n"
-        line = line[: size - total - 1] + "\n" if total + len(line) > size else line
-        lines.append(line)
-        total += len(line)
-    return lines
-
-
 def _store_versions(seed: int, db_dir: Any) -> dict[str, Any]:
     """Write ``VERSIONS`` versions into a fresh log (new chunks and the encoded manifest, one ``append``
     each), read every one back to check it, and return the byte counts."""
     rng = random.Random(seed)
-    lines = _text_lines(rng, MiB)
+    lines = text_lines(rng, MiB)
     path = db_dir / f"versions-{seed}.db"
     log = EventLog(path)
     try:

@@ -29,6 +29,7 @@ from agentos.store.chunks import (
     split,
 )
 from agentos.store.log import EventLog, blob_hash
+from agentos.testing.helpers import text_lines
 
 MiB = 1 << 20
 
@@ -47,21 +48,6 @@ def stream(n: int, label: bytes = b"agentos chunks") -> bytes:
         out += hashlib.sha256(label + i.to_bytes(8, "big")).digest()
         i += 1
     return bytes(out[:n])
-
-
-def text_lines(rng: random.Random, size: int) -> list[str]:
-    """Lines of words (a text file, as an agent writes one) adding up to at least ``size`` bytes."""
-    words = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-        for _ in range(2000)
-    ]
-    lines: list[str] = []
-    total = 0
-    while total < size:
-        line = " ".join(rng.choice(words) for _ in range(rng.randint(3, 14))) + "\n"
-        lines.append(line)
-        total += len(line)
-    return lines
 
 
 def roundtrip(data: bytes) -> Manifest:

@@ -1,7 +1,9 @@
-"""Small helpers the tests share: the smallest valid arguments of a syscall, and polling."""
+"""Small helpers the tests and benchmarks share: the smallest valid arguments of a syscall, polling,
+and made-up text files."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,3 +47,19 @@ def poll(fn: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> 
             return value
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(interval)
+
+
+def text_lines(rng: random.Random, size: int) -> list[str]:
+    """Lines of words (a text file, as an agent writes one) adding up to exactly ``size`` bytes."""
+    words = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+        for _ in range(2000)
+    ]
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(3, 14))) + "\n"
+        line = line[: size - total - 1] + "\n" if total + len(line) > size else line
+        lines.append(line)
+        total += len(line)
+    return lines
