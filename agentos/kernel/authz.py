@@ -90,28 +90,39 @@ class Authority:
         now = self.clock()
         found, why_not, relative = self._find(pid, resource, right, now)
         if found is None:
-            self.k.emit(
-                ev.AccessDenied(pid=caller.pid, call=call, right=right, resource=resource),
-                caller.pid,
-                syscall=caller.syscall_id,
-                correlation=caller.correlation,
-            )
-            raise PermissionDenied(
+            raise self._deny(
+                caller,
+                call,
+                resource,
+                right,
                 f"{call} needs the {right!r} right on {resource}, which process {caller.pid} does not hold"
                 + (f" ({why_not})" if why_not else ""),
-                code="EACCES",
             )
-        limited = self._limited(found)
+        if not self._charge(caller, found) and not relative:
+            cache[key] = (found, found.expires_ns)
+        return found
+
+    def _deny(self, caller: Caller, call: str, resource: str, right: str, message: str) -> PermissionDenied:
+        """Audit a refusal (a ledger event) and return the error to raise."""
+        self.k.emit(
+            ev.AccessDenied(pid=caller.pid, call=call, right=right, resource=resource),
+            caller.pid,
+            syscall=caller.syscall_id,
+            correlation=caller.correlation,
+        )
+        return PermissionDenied(message, code="EACCES")
+
+    def _charge(self, caller: Caller, cap: Capability) -> bool:
+        """Charge one use to every use-limited capability on ``cap``'s chain; whether there were any."""
+        limited = self._limited(cap)
         if limited:
             self.k.emit(
-                ev.CapUsed(caps=[cap for cap, _ in limited]),
+                ev.CapUsed(caps=[c for c, _ in limited]),
                 caller.pid,
                 syscall=caller.syscall_id,
                 correlation=caller.correlation,
             )
-        elif not relative:
-            cache[key] = (found, found.expires_ns)
-        return found
+        return bool(limited)
 
     def _designated(self, caller: Caller, pid: int, call: str, resource: str, right: str) -> Capability:
         """The call names its capability (a deputy using what a requester delegated to it): that one
@@ -128,24 +139,11 @@ class Authority:
             problem = self.problem(cap)
             why = f"capability {cap.id} {problem}" if problem else ""
         if why:
-            self.k.emit(
-                ev.AccessDenied(pid=caller.pid, call=call, right=right, resource=resource),
-                caller.pid,
-                syscall=caller.syscall_id,
-                correlation=caller.correlation,
-            )
-            raise PermissionDenied(
-                f"{call} on {resource} with capability {caller.use_cap}: {why}", code="EACCES"
+            raise self._deny(
+                caller, call, resource, right, f"{call} on {resource} with capability {caller.use_cap}: {why}"
             )
         assert cap is not None
-        limited = self._limited(cap)
-        if limited:
-            self.k.emit(
-                ev.CapUsed(caps=[c for c, _ in limited]),
-                caller.pid,
-                syscall=caller.syscall_id,
-                correlation=caller.correlation,
-            )
+        self._charge(caller, cap)
         return cap
 
     def _find(self, pid: int, resource: str, right: str, now: int) -> tuple[Capability | None, str, bool]:
