@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,7 +32,7 @@ from agentos import param
 from agentos.caps import pattern
 from agentos.errors import Conflict, NotFound, PermissionDenied
 from agentos.kernel.boot import rebuild_state
-from agentos.kernel.calls import Caller
+from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.kernel import Kernel
 from agentos.kernel.syscall import SYSCALLS
 from agentos.state import events as ev
@@ -1031,5 +1032,35 @@ def test_a_deputy_naming_the_requesters_capability_cannot_use_its_own_wider_ones
         assert k.call(acting2, "secret_get", {"name": "K"}).result == SECRET
         k.call(requester, "cap_revoke", {"cap": second})
         rig.refused(acting2, "secret_get", {"name": "K"}, "revoked")
+
+    run(tmp_path, body)
+
+
+def test_a_request_made_again_after_a_crash_gets_the_answer_given_meanwhile(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        k = rig.k
+        intent = ev.SyscallBlocked(pid=0, epoch=0, task=0, n=0, call="cap_request", deadline_ns=None)
+        for answer in ("approve", "deny"):
+            agent = rig.spawn(rig.person)
+            args = {"resource": "secret:K", "rights": ["read"], "reason": answer, "timeout": 60}
+            blocked = k.call(agent, "cap_request", args)
+            assert isinstance(blocked, Block) and blocked.poll is not None and blocked.poll() is None
+            request = max(a["id"] for a in k.call(rig.person, "approvals", {}).result)
+            k.call(rig.person, answer, {"id": request})
+            # the kernel died before the agent saw the answer: its resume makes the call again, with
+            # the intent journaled when it blocked; it gets that answer, and files no new request
+            resumed = Caller(
+                pid=agent.pid, kind="agent", intent=msgspec.structs.replace(intent, pid=agent.pid)
+            )
+            if answer == "approve":
+                done = k.call(resumed, "cap_request", args)
+                assert isinstance(done, Done) and done.result["outcome"] == "held"
+                assert done.result["cap"] == rig.cap(agent, "secret:K").id
+            else:
+                again = k.call(resumed, "cap_request", args)
+                assert isinstance(again, Block) and again.poll is not None
+                with pytest.raises(PermissionDenied, match="denied"):
+                    again.poll()
+            assert k.call(rig.person, "approvals", {}).result == []  # nothing new waits for a person
 
     run(tmp_path, body)

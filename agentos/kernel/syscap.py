@@ -151,16 +151,18 @@ def sys_cap_request(k: Kernel, c: Caller, a: sc.CapRequestArgs) -> Done | Block:
             and not k.authority.problem(held)
         ):
             return Done({"cap": held.id, "outcome": "held", "expires_ns": held.expires_ns})
-    approvals = k.state.ledger.approvals
-    # a request made again after a crash (or a resume) waits on the same approval
-    pending = next(
-        (
-            ap
-            for ap in approvals.values()
-            if ap.pid == c.pid and ap.outcome == "pending" and ap.resource == resource and ap.rights == rights
-        ),
-        None,
-    )
+    # The same call again after a crash (it has a journaled intent) is answered by the request it
+    # filed, whatever became of it meanwhile; a new call waits on a pending one for the same thing.
+    resumed = c.intent is not None
+    matching = [
+        ap
+        for ap in k.state.ledger.approvals.values()
+        if ap.pid == c.pid
+        and ap.resource == resource
+        and ap.rights == rights
+        and (resumed or ap.outcome == "pending")
+    ]
+    pending = max(matching, key=lambda ap: ap.id) if matching else None
     events: list[ev.Payload] = []
     if pending is None:
         deadline = time.time_ns() + int((a.timeout or param.APPROVAL_WAIT_SECONDS) * 1e9)
@@ -187,6 +189,8 @@ def sys_cap_request(k: Kernel, c: Caller, a: sc.CapRequestArgs) -> Done | Block:
         if ap.outcome == "approved":
             cap = k.state.world.caps.get(ap.cap) if ap.cap is not None else None
             return Done({"cap": ap.cap, "outcome": "approved", "expires_ns": cap.expires_ns if cap else None})
+        if ap.outcome == "expired":
+            raise TimedOut(f"nobody answered request {approval_id} for {resource} in time")
         raise PermissionDenied(
             f"request {approval_id} for {resource} was {ap.outcome}"
             + (f" by process {ap.by}" if ap.by else "")
