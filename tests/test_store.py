@@ -313,7 +313,7 @@ def test_snapshots_store_only_the_pieces_that_changed(tmp: Path) -> None:
         state = built_state(payloads)
         manifest1, pieces1 = to_pieces(state)
         log.put_snapshot(1, state.seq, PROJECTION_VERSION, manifest1, pieces1)
-        assert len(blob_hashes(log)) == 23  # 20 processes + the ledger + the capability table + groups
+        assert len(blob_hashes(log)) == 24  # 20 processes + the ledger, capability table, groups, file system
 
         apply(state, state.seq + 1, 5000, ev.ProcExited(pid=7, status=0))  # one process changes
         manifest2, pieces2 = to_pieces(state)

@@ -27,7 +27,7 @@ LIMITS = {
     "live_processes": "processes alive at once",
     "console_bytes": "console bytes written, ever",
     "file_bytes": "file bytes written, ever (counted by the file system)",
-    "stored_bytes": "bytes the kernel stored for it, ever (its console output)",
+    "stored_bytes": "bytes the kernel stored for it, ever (its console output, new file chunks)",
     "memory_bytes": "memory the kernel holds for it (counted by the memory manager)",
     "cpu_seconds": "CPU seconds of its in-kernel steps, ever",
     "llm_tokens_in": "LLM prompt tokens, ever (counted by the LLM core)",
@@ -121,6 +121,18 @@ def _usage_cpu(u: Usage, e: ev.CpuCharged) -> None:
     u.charge(u.group_of.get(e.pid, ROOT), "cpu_seconds", e.ns / 1e9)
 
 
+def _usage_wrote(u: Usage, e: ev.VfsWrote) -> None:
+    group = u.group_of.get(e.pid, ROOT)
+    u.charge(group, "file_bytes", e.length)
+    if e.stored:
+        u.charge(group, "stored_bytes", e.stored)
+
+
+def _usage_version(u: Usage, e: ev.VfsVersion) -> None:
+    if e.stored:
+        u.charge(u.group_of.get(e.pid, ROOT), "stored_bytes", e.stored)
+
+
 def _usage_reaped(u: Usage, e: ev.ProcReaped) -> None:
     u.group_of.pop(e.pid, None)  # nothing more is charged to a reaped process: keep the map bounded
 
@@ -130,5 +142,7 @@ USAGE_APPLY: dict[type, Callable[[Usage, Any], None]] = {
     ev.ProcSpawned: _usage_spawned,
     ev.ConsoleWrite: _usage_console,
     ev.CpuCharged: _usage_cpu,
+    ev.VfsWrote: _usage_wrote,
+    ev.VfsVersion: _usage_version,
     ev.ProcReaped: _usage_reaped,
 }

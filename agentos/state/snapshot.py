@@ -1,8 +1,8 @@
 """Structural snapshots of the projected state: a manifest of content-addressed pieces.
 
-Each process is its own piece, so a snapshot stores only the pieces that changed since the
-last one (unchanged pieces hash the same and are already in the blob store): storage grows
-with what changed, not with the size of the state. Snapshots are caches keyed by
+Each process is its own piece, and so is each inode, so a snapshot stores only the pieces that
+changed since the last one (unchanged pieces hash the same and are already in the blob store):
+storage grows with what changed, not with the size of the state. Snapshots are caches keyed by
 (branch, seq, projection version), never a source of truth.
 """
 
@@ -16,6 +16,7 @@ import msgspec
 from agentos.state.caps import CapTable
 from agentos.state.groups import GroupTable
 from agentos.state.proc import Process, ProcessTable
+from agentos.state.vfs import FileSystem, Inode
 from agentos.state.world import Ledger, State, World
 
 
@@ -27,6 +28,8 @@ class Manifest(msgspec.Struct):
     chain_digest: str = ""  # hex digest of the event at seq: ties the snapshot to this log
     caps: str = ""  # the capability table, one piece
     groups: str = ""  # the resource groups, one piece
+    vfs: str = ""  # the file system less its inodes (root, open files, fd tables), one piece
+    inodes: dict[str, str] = {}  # ino -> piece hash
 
 
 def to_pieces(state: State, chain_digest: bytes = b"") -> tuple[bytes, dict[str, bytes]]:
@@ -46,6 +49,8 @@ def to_pieces(state: State, chain_digest: bytes = b"") -> tuple[bytes, dict[str,
         chain_digest=chain_digest.hex(),
         caps=put(state.world.caps),
         groups=put(state.world.groups),
+        vfs=put(msgspec.structs.replace(state.world.vfs, inodes={})),
+        inodes={str(ino): put(node) for ino, node in sorted(state.world.vfs.inodes.items())},
     )
     return msgspec.msgpack.encode(manifest), pieces
 
@@ -69,5 +74,7 @@ def from_pieces(
     ledger = msgspec.msgpack.decode(get(manifest.ledger), type=Ledger)
     caps = msgspec.msgpack.decode(get(manifest.caps), type=CapTable)
     groups = msgspec.msgpack.decode(get(manifest.groups), type=GroupTable)
-    world = World(branch=manifest.branch, procs=ProcessTable(procs), caps=caps, groups=groups)
+    vfs = msgspec.msgpack.decode(get(manifest.vfs), type=FileSystem) if manifest.vfs else FileSystem()
+    vfs.inodes = {int(ino): msgspec.msgpack.decode(get(h), type=Inode) for ino, h in manifest.inodes.items()}
+    world = World(branch=manifest.branch, procs=ProcessTable(procs), caps=caps, groups=groups, vfs=vfs)
     return State(seq=manifest.seq, world=world, ledger=ledger)

@@ -1,6 +1,6 @@
 """The whole projected state: the branchable world and the global, monotone ledger.
 
-The **world** (processes now; files, IPC, grants later) rewinds with its branch. The
+The **world** (processes, grants, resource groups, files; IPC later) rewinds with its branch. The
 **ledger** (identifier allocators, CPU and money spent, boots, audit) is folded from every
 event of every branch in sequence order and is never rewound (ARCHITECTURE.md §4.4).
 ``state_hash`` is a stable digest of both, used to prove a rebuild equals the live state.
@@ -19,8 +19,10 @@ from agentos.state import events as ev
 from agentos.state.caps import CAP_APPLY, CapTable
 from agentos.state.groups import GROUP_APPLY, USAGE_APPLY, GroupTable, Usage
 from agentos.state.proc import APPLY, ProcessTable
+from agentos.state.vfs import ROOT_INO, FileSystem
+from agentos.state.vfs_apply import VFS_APPLY
 
-PROJECTION_VERSION = 3  # bump whenever apply() or the state shapes change: old snapshots are then ignored
+PROJECTION_VERSION = 4  # bump whenever apply() or the state shapes change: old snapshots are then ignored
 
 
 class World(msgspec.Struct):
@@ -28,6 +30,7 @@ class World(msgspec.Struct):
     procs: ProcessTable = msgspec.field(default_factory=ProcessTable)
     caps: CapTable = msgspec.field(default_factory=CapTable)
     groups: GroupTable = msgspec.field(default_factory=GroupTable)
+    vfs: FileSystem = msgspec.field(default_factory=FileSystem)
 
 
 class Approval(msgspec.Struct, kw_only=True):
@@ -60,6 +63,7 @@ class Ledger(msgspec.Struct):
     next_approval: int = 1
     approvals: dict[int, Approval] = {}
     usage: Usage = msgspec.field(default_factory=Usage)  # per resource group, never refunded
+    next_ino: int = ROOT_INO  # inode numbers, never reused on any branch
 
 
 class State(msgspec.Struct):
@@ -102,6 +106,10 @@ def _ledger_used(ledger: Ledger, seq: int, ts: int, e: ev.CapUsed) -> None:
         ledger.cap_uses[cap] = ledger.cap_uses.get(cap, 0) + 1
 
 
+def _ledger_ino(ledger: Ledger, seq: int, ts: int, e: ev.VfsMkfs | ev.VfsCreated) -> None:
+    ledger.next_ino = max(ledger.next_ino, e.ino + 1)
+
+
 def _ledger_requested(ledger: Ledger, seq: int, ts: int, e: ev.ApprovalRequested) -> None:
     ledger.next_approval = max(ledger.next_approval, e.id + 1)
     ledger.approvals[e.id] = Approval(
@@ -133,6 +141,8 @@ LEDGER_APPLY: dict[type, Callable[[Ledger, int, int, Any], None]] = {
     ev.ProcSpawned: _ledger_spawned,
     ev.KernelBooted: _ledger_booted,
     ev.CpuCharged: _ledger_cpu,
+    ev.VfsMkfs: _ledger_ino,
+    ev.VfsCreated: _ledger_ino,
 }
 
 
@@ -157,6 +167,9 @@ def apply(state: State, seq: int, ts: int, payload: ev.Payload) -> State:
     group_fn = GROUP_APPLY.get(kind)
     if group_fn is not None:
         group_fn(state.world.groups, seq, ts, payload)
+    vfs_fn = VFS_APPLY.get(kind)
+    if vfs_fn is not None:
+        vfs_fn(state.world.vfs, seq, ts, payload)
     usage_fn = USAGE_APPLY.get(kind)
     if usage_fn is not None:
         usage_fn(state.ledger.usage, payload)
