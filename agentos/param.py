@@ -8,6 +8,8 @@ MAX_CONSOLE_WRITE = 256 * 1024  # bytes per write_console
 MAX_RANDOM_BYTES = 64 * 1024
 MAX_SLEEP_SECONDS = 365 * 24 * 3600
 MAX_PROCESSES = 10_000  # live (not dead) processes
+MAX_PATH = 4096  # bytes of a file system path argument
+MAX_FILE_BYTES = 256 * 1024 * 1024  # a file's size (a version is materialised whole: see kernel/sysfile.py)
 
 INIT_PID = 1
 MAIN_BRANCH = 1

@@ -81,6 +81,8 @@ def test_the_default_policy_has_the_documented_caps_and_quotas() -> None:
         "sys:console": ("write",),
         "sys:cap": ("delegate", "list", "request", "revoke"),
         "proc:children": ("signal",),
+        "sys:fd": ("use",),
+        "fs:/tmp": ("list", "read", "write"),
     }
     assert all(
         cap.depth == 0 and cap.expires_in is None and cap.max_uses is None for cap in policy.agent_caps

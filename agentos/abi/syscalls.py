@@ -180,6 +180,57 @@ class ShutdownArgs(Args):
     kill: bool = False
 
 
+# -- the file system (agentos/kernel/sysfile.py) -----------------------------------------------------
+
+Path = Annotated[str, msgspec.Meta(min_length=1, max_length=param.MAX_PATH, pattern=r"^/[^\x00]*\Z")]
+"""An absolute VFS path, with no NUL."""
+Mode = Annotated[int, msgspec.Meta(ge=0, le=0o7777)]
+Fd = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+OpenFlag = Literal["read", "write", "append", "create", "exclusive", "truncate"]
+
+
+class PathArgs(Args):
+    path: Path
+
+
+class MkdirArgs(Args):
+    path: Path
+    mode: Mode = 0o755
+
+
+class OpenArgs(Args):
+    path: Path
+    flags: Annotated[list[OpenFlag], msgspec.Meta(max_length=6)] = msgspec.field(
+        default_factory=lambda: ["read"]
+    )
+    mode: Mode = 0o644  # of a file it creates
+
+
+class FdArgs(Args):
+    fd: Fd
+
+
+class WriteArgs(Args):
+    fd: Fd
+    data: Annotated[bytes, msgspec.Meta(max_length=param.MAX_ARG_BYTES)]
+
+
+class ReadArgs(Args):
+    fd: Fd
+    n: Annotated[int, msgspec.Meta(ge=0, le=param.MAX_ARG_BYTES)]
+
+
+class SeekArgs(Args):
+    fd: Fd
+    offset: Annotated[int, msgspec.Meta(ge=-(2**62), le=2**62)]
+    whence: Literal["set", "cur", "end"] = "set"
+
+
+class RenameArgs(Args):
+    src: Path
+    dst: Path
+
+
 class ProcArgs(Args):
     pid: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 

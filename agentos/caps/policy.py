@@ -104,6 +104,15 @@ rights = ["list", "delegate", "revoke", "request"]
 resource = "proc:children"
 rights = ["signal"]
 
+# files: fds (each then held to the mode it was opened with) and the shared scratch directory
+[[agent.caps]]
+resource = "sys:fd"
+rights = ["use"]
+
+[[agent.caps]]
+resource = "fs:/tmp"
+rights = ["read", "write", "list"]
+
 # Guards against a runaway agent, not a budget: no rate or CPU limit (an in-kernel agent makes
 # ~100k syscalls a second; a service runs for days). Set those in a policy of your own.
 [agent.quotas]

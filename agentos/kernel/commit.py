@@ -41,6 +41,7 @@ class GroupCommitter:
         self.durable_seq = durable_seq
         self.pending: list[EventRecord] = []
         self.pending_blobs: dict[str, bytes] = {}
+        self.inflight_blobs: dict[str, bytes] = {}
         self.batches = 0
         self.failed: BaseException | None = None
         self._on_committed = on_committed
@@ -105,11 +106,14 @@ class GroupCommitter:
                 # and its reaping) always share a transaction — a crash keeps all or none.
                 batch, blobs = self.pending, self.pending_blobs
                 self.pending, self.pending_blobs = [], {}
+                self.inflight_blobs = blobs  # readable until committed (a FULL commit awaits its fsync)
                 try:
                     await self.write(self.store.write_events, batch, blobs)
                 except BaseException as exc:  # noqa: BLE001 - any failure here is fatal by design
                     self._fail(exc)
                     return
+                finally:
+                    self.inflight_blobs = {}
                 self.batches += 1
                 self.durable_seq = batch[-1].seq
                 self._release()

@@ -169,6 +169,14 @@ class Kernel:
     def _ensure_init(self) -> None:
         if self.state.world.groups.get(ROOT_GROUP) is None:
             self.emit(ev.GroupCreated(name=ROOT_GROUP, parent=None, by=param.KERNEL_PID))
+        if self.state.world.vfs.root == 0:  # the file system: "/" and the shared scratch "/tmp"
+            root = self.state.ledger.next_ino
+            self.emit(ev.VfsMkfs(ino=root))
+            self.emit(
+                ev.VfsCreated(
+                    parent=root, name="tmp", ino=root + 1, kind="dir", mode=0o1777, pid=param.KERNEL_PID
+                )
+            )
         if self.state.world.procs.get(param.INIT_PID) is None:
             self.emit(ev.ProcSpawned(pid=param.INIT_PID, ppid=0, name="init", kind="init"))
             self.emit(ev.ProcStarted(pid=param.INIT_PID))
@@ -230,7 +238,8 @@ class Kernel:
     def _end_lost_sessions(self) -> None:
         for p in self.state.world.procs.alive():
             if p.kind == "session":
-                self.emit_all(sysproc.exit_events(self, p, 1, reason="session lost: the kernel restarted"))
+                events, blobs = sysproc.exit_events(self, p, 1, reason="session lost: the kernel restarted")
+                self.emit_all(events, blobs=blobs)
 
     # -- the event pipeline ------------------------------------------------------------------
 
@@ -298,8 +307,18 @@ class Kernel:
         self.shutdown_requested.set()
 
     def blob(self, h: str) -> bytes | None:
-        """A blob by hash: from those emitted but maybe not yet committed, else from the log."""
-        return self._recent_blobs.get(h) or self.log.get_blob(h, self.reader)
+        """A blob by hash: one emitted and not yet committed (never evicted before its commit), a
+        recent one, else from the log."""
+        c = self.committer
+        found = c.pending_blobs.get(h) or c.inflight_blobs.get(h) or self._recent_blobs.get(h)
+        return found if found is not None else self.log.get_blob(h, self.reader)
+
+    def has_blob(self, h: str) -> bool:
+        """Whether a blob is stored (or emitted, to be committed with its event)."""
+        c = self.committer
+        if h in c.pending_blobs or h in c.inflight_blobs or h in self._recent_blobs:
+            return True
+        return self.log.has_blob(h, self.reader)
 
     # -- syscalls ----------------------------------------------------------------------------
 
@@ -315,7 +334,8 @@ class Kernel:
     def check_call(self, caller: Caller, row: Syscall, args: Any) -> None:
         """Authorise a call (a capability for the row's resource and right) and check its quotas."""
         resource = row.resource if isinstance(row.resource, str) else row.resource(args)
-        caller.cap = self.authority.authorise(caller, row.name, resource, row.right)
+        right = row.right if row.right_for is None else row.right_for(args)
+        caller.cap = self.authority.authorise(caller, row.name, resource, right)
         if caller.kind == "agent":
             self.quotas.check_call(caller.pid)
 

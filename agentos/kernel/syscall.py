@@ -3,7 +3,8 @@
 Read it top to bottom (as xv6's syscall.c). Every row names the resource and the right a caller
 must hold a capability for (``agentos/caps/pattern.py``); the dispatcher checks it before the
 handler runs, deny by default. The resource is fixed (``sys:proc``) or computed from the
-validated arguments (``proc:<pid>`` for kill). ``journal`` says what an agent's call leaves in
+validated arguments (``proc:<pid>`` for kill, ``fs:<path>`` for a file), and so may the right
+(``right_for``: ``open`` needs ``write`` when it may change the file, else ``read``). ``journal`` says what an agent's call leaves in
 its journal: ``result`` (a ``sys.done`` record carrying the result), ``counter`` (nothing:
 the result is fixed for the caller, so only the call counter advances), ``secret`` (a reference
 to the secret read, never its value: replay re-reads the store) or ``none`` (an admin call, never
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.abi import syscalls as sc
-from agentos.kernel import sysadmin, syscap, sysproc, syssecret
+from agentos.kernel import sysadmin, syscap, sysfile, sysproc, syssecret
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Syscall:
     right: str
     handler: Callable[..., Any]
     journal: str = "result"
+    right_for: Callable[[Any], str] | None = None  # the right, when the arguments pick it (open)
 
 
 def _table(*rows: Syscall) -> dict[str, Syscall]:
@@ -38,14 +40,16 @@ def _target(a: Any) -> str:
     return f"proc:{a.pid}"
 
 
-PROC, TIME, RANDOM, CONSOLE, CAP, ADMIN = (
+PROC, TIME, RANDOM, CONSOLE, CAP, FD, ADMIN = (
     "sys:proc",
     "sys:time",
     "sys:random",
     "sys:console",
     "sys:cap",
+    "sys:fd",
     "admin",
 )
+FS, RENAMED = sysfile.path_resource, sysfile.rename_resource  # fs:<normalised path>
 
 SYSCALLS: dict[str, Syscall] = _table(
     # processes
@@ -65,6 +69,19 @@ SYSCALLS: dict[str, Syscall] = _table(
     Syscall("random", sc.RandomArgs, RANDOM, "read", sysproc.sys_random),
     # console
     Syscall("write_console", sc.WriteConsoleArgs, CONSOLE, "write", sysproc.sys_write_console),
+    # files (by path: fs:<path>; by fd: sys:fd, then the mode the fd was opened with)
+    Syscall("mkdir", sc.MkdirArgs, FS, "write", sysfile.sys_mkdir),
+    Syscall("open", sc.OpenArgs, FS, "write", sysfile.sys_open, right_for=sysfile.open_right),
+    Syscall("write", sc.WriteArgs, FD, "use", sysfile.sys_write),
+    Syscall("read", sc.ReadArgs, FD, "use", sysfile.sys_read),
+    Syscall("seek", sc.SeekArgs, FD, "use", sysfile.sys_seek),
+    Syscall("fsync", sc.FdArgs, FD, "use", sysfile.sys_fsync),
+    Syscall("close", sc.FdArgs, FD, "use", sysfile.sys_close),
+    Syscall("stat", sc.PathArgs, FS, "list", sysfile.sys_stat),
+    Syscall("readdir", sc.PathArgs, FS, "list", sysfile.sys_readdir),
+    Syscall("unlink", sc.PathArgs, FS, "write", sysfile.sys_unlink),
+    Syscall("rmdir", sc.PathArgs, FS, "write", sysfile.sys_rmdir),
+    Syscall("rename", sc.RenameArgs, RENAMED, "write", sysfile.sys_rename),
     # capabilities
     Syscall("cap_list", sc.NoArgs, CAP, "list", syscap.sys_cap_list),
     Syscall("cap_delegate", sc.CapDelegateArgs, CAP, "delegate", syscap.sys_cap_delegate),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agentos import param
 from agentos.abi import syscalls as sc
 from agentos.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, QuotaExceeded, TimedOut
-from agentos.kernel import progload
+from agentos.kernel import progload, sysfile
 from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.quota import validate_limits
 from agentos.state import events as ev
@@ -183,11 +183,11 @@ def child_grants(k: Kernel, c: Caller, child: int, specs: list[sc.CapSpec] | Non
 
 def exit_events(
     k: Kernel, p: Process, status: int, signal: str | None = None, fault: str | None = None, reason: str = ""
-) -> list[ev.Payload]:
-    """Everything one exit causes: the exit, orphans to init, reaping by init, CHLD to the parent."""
-    out: list[ev.Payload] = [
-        ev.ProcExited(pid=p.pid, status=status, signal=signal, fault=fault, reason=reason)
-    ]
+) -> tuple[list[ev.Payload], dict[str, bytes]]:
+    """Everything one exit causes: its files closed (versions cut, whose blobs come back with the
+    events), the exit, orphans to init, reaping by init, CHLD to the parent."""
+    out, blobs = sysfile.close_all(k, p.pid)
+    out.append(ev.ProcExited(pid=p.pid, status=status, signal=signal, fault=fault, reason=reason))
     out += cancelled_requests(k, p.pid)
     for child in k.state.world.procs.children(p.pid):
         out.append(ev.ProcReparented(pid=child.pid, ppid=param.INIT_PID))
@@ -199,7 +199,7 @@ def exit_events(
         parent = k.state.world.procs.get(p.ppid)
         if parent is not None and parent.alive:
             out.append(ev.ProcSignaled(pid=parent.pid, sig="CHLD", sender=p.pid))
-    return out
+    return out, blobs
 
 
 def cancelled_requests(k: Kernel, pid: int) -> list[ev.Payload]:
@@ -216,7 +216,8 @@ def cancelled_requests(k: Kernel, pid: int) -> list[ev.Payload]:
 def sys_exit(k: Kernel, c: Caller, a: sc.ExitArgs) -> Done:
     if c.kind != "agent":
         raise InvalidArgument("a session exits by closing its connection")
-    return Done(None, exit_events(k, _proc(k, c.pid), a.status))
+    events, blobs = exit_events(k, _proc(k, c.pid), a.status)
+    return Done(None, events, blobs)
 
 
 def _status(p: Process) -> dict[str, Any]:
@@ -290,15 +291,19 @@ def sys_kill(k: Kernel, c: Caller, a: sc.KillArgs) -> Done:
     ):  # the grace period's end is state, so it survives a crash
         kill_at = time.time_ns() + int(param.TERM_GRACE_SECONDS * 1e9)
     events: list[ev.Payload] = [ev.ProcSignaled(pid=target.pid, sig=sig, sender=c.pid, kill_at_ns=kill_at)]
+    blobs: dict[str, bytes] = {}
     if sig == "KILL":
-        events += exit_events(k, target, 128 + SIGNALS["KILL"], signal="KILL", reason=f"killed by {c.pid}")
+        more, blobs = exit_events(
+            k, target, 128 + SIGNALS["KILL"], signal="KILL", reason=f"killed by {c.pid}"
+        )
+        events += more
     elif sig == "STOP" and target.state != STOPPED:
         events.append(ev.ProcStopped(pid=target.pid, reason="SIGSTOP"))
     elif sig == "CONT" and target.state == STOPPED:
         if (target.stop_reason or "").startswith("quarantined"):
             raise Conflict(f"process {a.pid} is {target.stop_reason}; inspect it, then kill it", code="EBUSY")
         events.append(ev.ProcContinued(pid=target.pid))
-    return Done(None, events)
+    return Done(None, events, blobs)
 
 
 def process_row(k: Kernel, p: Process) -> dict[str, Any]:

@@ -77,9 +77,8 @@ class Lifecycle:
             self.k, p.pid, f"agentos: cannot start {p.target}:\n{text}", "stderr"
         )
         self.k.emit_all(events, p.pid, blobs=blobs)
-        self.k.emit_all(
-            sysproc.exit_events(self.k, p, 1, fault="load", reason=f"{type(exc).__name__}: {exc}"), p.pid
-        )
+        events, blobs = sysproc.exit_events(self.k, p, 1, fault="load", reason=f"{type(exc).__name__}: {exc}")
+        self.k.emit_all(events, p.pid, blobs=blobs)
 
     def resume(self, p: Process) -> bool:
         """Re-run an agent that was alive when the kernel stopped, answering from its journal."""

@@ -241,7 +241,8 @@ class SocketServer:
         self.kernel.sessions_cwd.pop(s.pid, None)
         p = self.kernel.state.world.procs.get(s.pid)
         if p is not None and p.alive and self.kernel.fatal is None:
-            self.kernel.emit_all(sysproc.exit_events(self.kernel, p, 0, reason="disconnected"), s.pid)
+            events, blobs = sysproc.exit_events(self.kernel, p, 0, reason="disconnected")
+            self.kernel.emit_all(events, s.pid, blobs=blobs)
 
     async def close(self) -> None:
         """Stop listening, deliver what is durable, and end every session (before the kernel's

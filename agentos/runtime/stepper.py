@@ -267,7 +267,8 @@ class AgentRunner(Lifecycle):
         if task.replaying:
             self._end_replay(task)
         if p is not None and p.alive:
-            self.k.emit_all(sysproc.exit_events(self.k, p, status, **why), task.pid)
+            events, blobs = sysproc.exit_events(self.k, p, status, **why)
+            self.k.emit_all(events, task.pid, blobs=blobs)
 
     def _end_replay(self, task: AgentTask) -> None:
         task.replaying = False

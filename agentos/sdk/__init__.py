@@ -29,21 +29,33 @@ __all__ = [
     "cap_request",
     "cap_revoke",
     "cap_transfer",
+    "close",
     "continue_as_new",
     "exit",
+    "fsync",
     "getpid",
     "getppid",
     "kill",
+    "mkdir",
     "monotonic",
+    "open",
     "ps",
     "random",
+    "read",
+    "readdir",
+    "rename",
+    "rmdir",
     "sched_yield",
     "secret",
-    "syscall",
+    "seek",
     "sleep",
     "spawn",
+    "stat",
+    "syscall",
     "time",
+    "unlink",
     "wait",
+    "write",
     "write_console",
 ]
 
@@ -191,3 +203,63 @@ async def ps(*, all: bool = False) -> list[dict[str, Any]]:  # noqa: A002
 async def continue_as_new(*argv: str) -> None:
     """Restart this agent from a fresh journal with new arguments (keeps boot time bounded)."""
     await trap("continue_as_new", {"argv": list(argv)})
+
+
+# -- files (docs/vfs.md): absolute VFS paths; POSIX errors (ENOENT, EEXIST, EBADF ...) as typed errors
+
+
+async def mkdir(path: str, mode: int = 0o755) -> None:
+    await trap("mkdir", {"path": path, "mode": mode})
+
+
+async def open(path: str, flags: list[str] | tuple[str, ...] = ("read",), mode: int = 0o644) -> int:  # noqa: A001
+    """Open a file; return its fd. ``flags``: any of "read", "write", "append", "create",
+    "exclusive", "truncate" (e.g. ``["write", "create", "truncate"]``)."""
+    return await trap("open", {"path": path, "flags": list(flags), "mode": mode})
+
+
+async def write(fd: int, data: bytes) -> int:
+    """Write ``data`` at the fd's offset (the end, if opened to append); durable once it returns."""
+    return await trap("write", {"fd": fd, "data": bytes(data)})
+
+
+async def read(fd: int, n: int) -> bytes:
+    """Up to ``n`` bytes from the fd's offset (b"" at the end of the file)."""
+    return await trap("read", {"fd": fd, "n": n})
+
+
+async def seek(fd: int, offset: int, whence: str = "set") -> int:
+    """Move the fd's offset (``whence``: "set", "cur" or "end"); return the new offset."""
+    return await trap("seek", {"fd": fd, "offset": offset, "whence": whence})
+
+
+async def fsync(fd: int) -> None:
+    """Cut a version of the file now (its pending writes become a version); the fd stays open."""
+    await trap("fsync", {"fd": fd})
+
+
+async def close(fd: int) -> None:
+    """Close the fd; a file written through it gets a new version."""
+    await trap("close", {"fd": fd})
+
+
+async def stat(path: str) -> dict[str, Any]:
+    """``{ino, kind, size, mode, nlink, mtime_ns, version_seq}``."""
+    return await trap("stat", {"path": path})
+
+
+async def readdir(path: str) -> list[str]:
+    """A directory's names, sorted."""
+    return await trap("readdir", {"path": path})
+
+
+async def unlink(path: str) -> None:
+    await trap("unlink", {"path": path})
+
+
+async def rmdir(path: str) -> None:
+    await trap("rmdir", {"path": path})
+
+
+async def rename(src: str, dst: str) -> None:
+    await trap("rename", {"src": src, "dst": dst})

@@ -257,8 +257,8 @@ class EventLog:
         row = _first((conn or self.conn).execute("SELECT data FROM blobs WHERE hash=?", (h,)).fetchall())
         return None if row is None else bytes(row[0])
 
-    def has_blob(self, h: str) -> bool:
-        return bool(self.conn.execute("SELECT 1 FROM blobs WHERE hash=?", (h,)).fetchall())
+    def has_blob(self, h: str, conn: apsw.Connection | None = None) -> bool:
+        return bool((conn or self.conn).execute("SELECT 1 FROM blobs WHERE hash=?", (h,)).fetchall())
 
     def verify_chain(self, conn: apsw.Connection | None = None) -> tuple[bool, str]:
         """Walk the whole chain; check every digest, every link, no gap, and the signed head."""

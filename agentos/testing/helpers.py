@@ -4,6 +4,7 @@ and made-up text files."""
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,8 @@ def minimal_args(schema: type[Args]) -> dict[str, Any]:
         elif isinstance(t, msgspec.inspect.FloatType):
             args[field.encode_name] = t.ge if t.ge is not None else 0.0
         elif isinstance(t, msgspec.inspect.StrType):
-            args[field.encode_name] = "x" * max(t.min_length or 1, 1)
+            text = "x" * max(t.min_length or 1, 1)
+            args[field.encode_name] = "/" + text if t.pattern and not re.search(t.pattern, text) else text
         elif isinstance(t, msgspec.inspect.BytesType):
             args[field.encode_name] = b"x" * max(t.min_length or 1, 1)
         elif isinstance(t, msgspec.inspect.StructType | msgspec.inspect.DictType):

@@ -1,0 +1,135 @@
+"""``agentos fs``: the kernel's file system from the shell (ls, cat, put, mkdir, rm, stat).
+
+A client of the file syscalls only (``open``/``read``/``write``/``close`` ...), over one session:
+what it writes is versioned and journaled like an agent's writes. A person's session holds root,
+so every path is reachable here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import click
+
+from agentos import param
+from agentos.errors import AgentOSError
+from agentos.user import format as fmt
+from agentos.user.options import Group, connect, home_option, json_option
+
+CHUNK = param.MAX_ARG_BYTES // 2  # bytes per read or write call (well under a frame)
+
+
+@click.group(cls=Group)
+def fs() -> None:
+    """Work with the kernel's file system (absolute paths: /tmp/notes.txt)."""
+
+
+def _when(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S") if ns else "-"
+
+
+def _row(name: str, st: dict[str, Any]) -> list[str]:
+    kind = "d" if st["kind"] == "dir" else "-"
+    return [f"{kind}{st['mode']:04o}", str(st["size"]), _when(st["mtime_ns"]), name]
+
+
+@fs.command(name="ls")
+@home_option
+@json_option
+@click.argument("path", default="/")
+def ls(home: str | None, as_json: bool, path: str) -> None:
+    """List a directory (or show one file): mode, size, modified time, name."""
+    with connect(home) as c:
+        st = c.call("stat", path=path)
+        if st["kind"] != "dir":
+            rows = {path: st}
+        else:
+            base = path.rstrip("/")
+            rows = {name: c.call("stat", path=f"{base}/{name}") for name in c.call("readdir", path=path)}
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if rows:
+        click.echo(fmt.table([_row(n, s) for n, s in rows.items()], ["MODE", "SIZE", "MODIFIED", "NAME"]))
+
+
+@fs.command()
+@home_option
+@click.argument("path")
+def cat(home: str | None, path: str) -> None:
+    """Write a file's current content (its last version and any pending writes) to stdout."""
+    out = click.get_binary_stream("stdout")
+    with connect(home) as c:
+        fd = c.call("open", path=path, flags=["read"])
+        try:
+            while data := c.call("read", fd=fd, n=CHUNK):
+                out.write(data)
+        finally:
+            c.call("close", fd=fd)
+    out.flush()
+
+
+@fs.command()
+@home_option
+@click.argument("source", type=click.File("rb"))
+@click.argument("path")
+def put(home: str | None, source: Any, path: str) -> None:
+    """Copy local file SOURCE (``-``: stdin) to PATH, replacing its content (one new version)."""
+    total = 0
+    with connect(home) as c:
+        fd = c.call("open", path=path, flags=["write", "create", "truncate"])
+        try:
+            while data := source.read(CHUNK):
+                total += c.call("write", fd=fd, data=data)
+        finally:
+            c.call("close", fd=fd)
+    click.echo(f"{path}: {total} bytes")
+
+
+@fs.command()
+@home_option
+@click.option("-p", "--parents", is_flag=True, help="Make missing parents too; no error if it exists.")
+@click.argument("path")
+def mkdir(home: str | None, parents: bool, path: str) -> None:
+    """Make a directory."""
+    with connect(home) as c:
+        if not parents:
+            c.call("mkdir", path=path)
+            return
+        walked = ""
+        for part in [p for p in path.split("/") if p]:
+            walked += "/" + part
+            try:
+                c.call("mkdir", path=walked)
+            except AgentOSError as err:  # an existing directory on the way is fine
+                if err.code != "EEXIST" or c.call("stat", path=walked)["kind"] != "dir":
+                    raise
+
+
+@fs.command()
+@home_option
+@click.option("-d", "--dir", "is_dir", is_flag=True, help="Remove an empty directory (rmdir).")
+@click.argument("path")
+def rm(home: str | None, is_dir: bool, path: str) -> None:
+    """Remove a file (``-d``: an empty directory)."""
+    with connect(home) as c:
+        c.call("rmdir" if is_dir else "unlink", path=path)
+
+
+@fs.command()
+@home_option
+@json_option
+@click.argument("path")
+def stat(home: str | None, as_json: bool, path: str) -> None:
+    """Show a file's inode: number, kind, size, mode, links, modified time, last version's seq."""
+    with connect(home) as c:
+        st = c.call("stat", path=path)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    for key in ("ino", "kind", "size", "nlink", "version_seq"):
+        click.echo(f"{key + ':':<9}{st[key]}")
+    click.echo(f"{'mode:':<9}{st['mode']:04o}")
+    click.echo(f"{'mtime:':<9}{_when(st['mtime_ns'])}")
