@@ -130,6 +130,6 @@ def stat(home: str | None, as_json: bool, path: str) -> None:
         click.echo(json.dumps(st, indent=2))
         return
     for key in ("ino", "kind", "size", "nlink", "version_seq"):
-        click.echo(f"{key + ':':<9}{st[key]}")
-    click.echo(f"{'mode:':<9}{st['mode']:04o}")
-    click.echo(f"{'mtime:':<9}{_when(st['mtime_ns'])}")
+        click.echo(f"{key + ':':<13}{st[key]}")
+    click.echo(f"{'mode:':<13}{st['mode']:04o}")
+    click.echo(f"{'mtime:':<13}{_when(st['mtime_ns'])}")

@@ -135,11 +135,17 @@ def _tour(home: Path) -> int:
     step(8, "Quotas: an agent started with a budget of 4 spawns in its resource group")
     _quotas(c)
 
-    step(9, "The process table (ps -a)")
+    step(9, "Files: two agents append to /tmp/notes.txt in the kernel's versioned file system")
+    for words in (("first", "note"), ("second", "note")):
+        run_and_wait(c, "agentos.examples.notes", *words)
+    st = c.call("stat", path="/tmp/notes.txt")
+    say(f"   agentos fs stat /tmp/notes.txt: {st['size']} bytes, last version cut at seq {st['version_seq']}")
+
+    step(10, "The process table (ps -a)")
     for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
         say(f"   {line}")
 
-    step(10, "The event log")
+    step(11, "The event log")
     events = list(c.stream("events", limit=100_000))
     kinds = collections.Counter(e["kind"] for e in events)
     say(f"   {len(events)} events, sequence 1..{events[-1]['seq']} with no gap:")
@@ -148,7 +154,7 @@ def _tour(home: Path) -> int:
     check = c.call("verify")
     say(f"   hash chain: {'verified' if check['ok'] else 'FAILED'} ({check['detail']})")
 
-    step(11, "Shut down cleanly")
+    step(12, "Shut down cleanly")
     c.call("shutdown", kill=False)
     c.close()
     wait_gone(os_pid)
