@@ -77,7 +77,7 @@ class Rig:
     def secret(self, who: Caller, name: str = "K") -> bytes:
         return self.k.call(who, "secret_get", {"name": name}).result
 
-    def refused(self, who: Caller, call: str, args: dict[str, Any], *why: str) -> PermissionDenied:
+    def expect_refused(self, who: Caller, call: str, args: dict[str, Any], *why: str) -> PermissionDenied:
         """``call`` is refused with PermissionDenied (its message naming each of ``why``)."""
         with pytest.raises(PermissionDenied) as info:
             self.k.call(who, call, args)
@@ -165,7 +165,7 @@ def test_spawn_attenuates_and_refuses_anything_wider(tmp_path: Path) -> None:
         )
         narrow = rig.spawn(a, caps=[{"resource": "sys:proc", "rights": ["self"]}])
         assert k.call(narrow, "getpid", {}).result == narrow.pid
-        rig.refused(narrow, "spawn", {"target": rig.target}, "'spawn' right")
+        rig.expect_refused(narrow, "spawn", {"target": rig.target}, "'spawn' right")
         (only,) = rig.held(narrow)
         assert (only.resource, only.rights, only.parent) == ("sys:proc", ["self"], rig.cap(a, "sys:proc").id)
 
@@ -506,7 +506,7 @@ def test_revocation_cascades_through_delegations(tmp_path: Path) -> None:
         d = rig.spawn(rig.person)  # a bystander with the policy's capabilities (sys:cap revoke among them)
         x = rig.cap(a, "secret:K")
         assert (x.rights, x.depth) == (["grant", "read"], 2)
-        rig.refused(b, "secret_get", {"name": "K"}, "'read' right on secret:K")
+        rig.expect_refused(b, "secret_get", {"name": "K"}, "'read' right on secret:K")
 
         def delegate_down() -> tuple[int, int]:
             y = k.call(
@@ -528,24 +528,24 @@ def test_revocation_cascades_through_delegations(tmp_path: Path) -> None:
 
         y, z = delegate_down()
         # C holds Z without the grant right (and with depth 0): it can delegate nothing further
-        rig.refused(c, "cap_delegate", {"to": d.pid, "spec": {"cap": z}}, "'grant'")
+        rig.expect_refused(c, "cap_delegate", {"to": d.pid, "spec": {"cap": z}}, "'grant'")
 
         # who may not revoke: a bystander, a holder of a descendant (B holds Y under X, C holds Z under Y)
         for who, cap in ((d, x.id), (b, x.id), (c, x.id), (c, y), (d, z)):
-            rig.refused(who, "cap_revoke", {"cap": cap}, "neither holds")
+            rig.expect_refused(who, "cap_revoke", {"cap": cap}, "neither holds")
         assert k.state.ledger.revoked == {}
 
         # A revokes only what it delegated to B: B and C lose it, A keeps its own
         assert k.call(a, "cap_revoke", {"cap": y, "reason": "done"}).result == {"cap": y, "already": False}
         assert rig.secret(a) == SECRET
-        rig.refused(b, "secret_get", {"name": "K"}, "revoked")
-        rig.refused(c, "secret_get", {"name": "K"}, "revoked")
+        rig.expect_refused(b, "secret_get", {"name": "K"}, "revoked")
+        rig.expect_refused(c, "secret_get", {"name": "K"}, "revoked")
         assert y in k.state.ledger.revoked and z not in k.state.ledger.revoked  # Z dies with its ancestor
 
         # the holder itself may revoke what it holds
         y2, z2 = delegate_down()
         assert k.call(c, "cap_revoke", {"cap": z2}).result["already"] is False
-        rig.refused(c, "secret_get", {"name": "K"}, "revoked")
+        rig.expect_refused(c, "secret_get", {"name": "K"}, "revoked")
         assert rig.secret(b) == SECRET
         z3 = k.call(b, "cap_delegate", {"to": c.pid, "spec": {"cap": y2, "rights": ["read"]}}).result["cap"]
         assert rig.secret(c) == SECRET
@@ -554,13 +554,13 @@ def test_revocation_cascades_through_delegations(tmp_path: Path) -> None:
         assert k.call(rig.person, "cap_revoke", {"cap": x.id}).result == {"cap": x.id, "already": False}
         assert x.id in k.state.ledger.revoked
         for who in (a, b, c):
-            err = rig.refused(who, "secret_get", {"name": "K"}, "revoked")
+            err = rig.expect_refused(who, "secret_get", {"name": "K"}, "revoked")
             assert err.code == "EACCES"
-        assert "ancestor" in str(rig.refused(c, "secret_get", {"name": "K"}))
+        assert "ancestor" in str(rig.expect_refused(c, "secret_get", {"name": "K"}))
         assert k.call(rig.person, "cap_revoke", {"cap": x.id}).result == {"cap": x.id, "already": True}
         # nothing can be derived from a revoked capability
-        rig.refused(a, "cap_delegate", {"to": b.pid, "spec": {"cap": x.id}}, "revoked")
-        rig.refused(b, "spawn", {"target": rig.target, "caps": [{"cap": y2}]}, "revoked")
+        rig.expect_refused(a, "cap_delegate", {"to": b.pid, "spec": {"cap": x.id}}, "revoked")
+        rig.expect_refused(b, "spawn", {"target": rig.target, "caps": [{"cap": y2}]}, "revoked")
         # the other capabilities still work, and revocation is visible in the views
         assert k.call(a, "getpid", {}).result == a.pid
         rows = {r["cap"]: r for r in k.call(a, "cap_list", {}).result}
@@ -597,18 +597,18 @@ def test_transfer_moves_a_capability_only_with_the_grant_right(tmp_path: Path) -
         xk, xl = rig.cap(a, "secret:K"), rig.cap(a, "secret:L")
         for _ in range(3):
             assert rig.secret(a) == SECRET
-        rig.refused(b, "secret_get", {"name": "K"})
+        rig.expect_refused(b, "secret_get", {"name": "K"})
 
         assert k.call(a, "cap_transfer", {"cap": xk.id, "to": b.pid}).result == {"cap": xk.id}
-        rig.refused(a, "secret_get", {"name": "K"}, "'read' right on secret:K")
+        rig.expect_refused(a, "secret_get", {"name": "K"}, "'read' right on secret:K")
         assert rig.secret(b) == SECRET
         moved = k.state.world.caps.get(xk.id)
         assert moved is not None and moved.holder == b.pid and moved.resource == "secret:K"
         assert xk.id not in [c.id for c in rig.held(a)]
         # A no longer holds it: it can neither transfer it again nor delegate from it
-        rig.refused(a, "cap_transfer", {"cap": xk.id, "to": b.pid}, "holds no capability")
+        rig.expect_refused(a, "cap_transfer", {"cap": xk.id, "to": b.pid}, "holds no capability")
         # without the grant right a capability stays put
-        rig.refused(a, "cap_transfer", {"cap": xl.id, "to": b.pid}, "'grant'")
+        rig.expect_refused(a, "cap_transfer", {"cap": xl.id, "to": b.pid}, "'grant'")
         assert rig.secret(a, "L") == SECRET and k.state.world.caps.caps[xl.id].holder == a.pid
         # init keeps the root: the person cannot give it away, an agent cannot name it
         root = k.root_cap().id
@@ -616,9 +616,9 @@ def test_transfer_moves_a_capability_only_with_the_grant_right(tmp_path: Path) -
             k.call(rig.person, "cap_transfer", {"cap": root, "to": a.pid})
         assert info.value.code == "EPERM"
         assert k.root_cap().holder == param.INIT_PID
-        rig.refused(a, "cap_transfer", {"cap": root, "to": b.pid}, "holds no capability")
+        rig.expect_refused(a, "cap_transfer", {"cap": root, "to": b.pid}, "holds no capability")
         # nor can anything be transferred to init
-        rig.refused(a, "cap_transfer", {"cap": xl.id, "to": param.INIT_PID})
+        rig.expect_refused(a, "cap_transfer", {"cap": xl.id, "to": param.INIT_PID})
 
     run(tmp_path, body)
 
@@ -656,10 +656,10 @@ def test_expiry_with_a_fake_clock_stops_a_capability_and_everything_derived(tmp_
         assert set(k.state.ledger.expired) == {x.id, inherited.id}
         assert k.authority.expire_due() == 0  # recorded once
         for who in (a, child):
-            rig.refused(who, "secret_get", {"name": "K"}, "expired")
+            rig.expect_refused(who, "secret_get", {"name": "K"}, "expired")
             assert k.call(who, "getpid", {}).result == who.pid  # what has no expiry still works
         # nothing is derived from an expired capability
-        rig.refused(a, "spawn", {"target": rig.target, "caps": [{"cap": x.id}]}, "expired")
+        rig.expect_refused(a, "spawn", {"target": rig.target, "caps": [{"cap": x.id}]}, "expired")
         inherit_all = rig.spawn(a)  # inheriting takes only the live ones
         assert [c.resource for c in rig.held(inherit_all)] == ["sys:proc"]
         assert k.authority.next_expiry_ns() is None
@@ -674,8 +674,8 @@ def test_an_expiry_noticed_by_a_check_is_recorded_once(tmp_path: Path) -> None:
         x = rig.cap(a, "secret:K")
         assert rig.secret(a) == SECRET
         rig.advance(1)  # exactly at the expiry: no longer valid
-        rig.refused(a, "secret_get", {"name": "K"}, "expired")
-        rig.refused(a, "secret_get", {"name": "K"}, "expired")
+        rig.expect_refused(a, "secret_get", {"name": "K"}, "expired")
+        rig.expect_refused(a, "secret_get", {"name": "K"}, "expired")
         assert list(k.state.ledger.expired) == [x.id]
         assert k.authority.expire_due() == 0
 
@@ -703,7 +703,7 @@ def test_the_decision_cache_never_serves_a_revoked_or_transferred_capability(tmp
             assert k.call(a, "getpid", {}).result == a.pid
         assert auth.hits - hits == 49  # one miss, then hits
         k.call(rig.person, "cap_revoke", {"cap": rig.cap(a, "sys:proc").id})
-        rig.refused(a, "getpid", {}, "revoked")
+        rig.expect_refused(a, "getpid", {}, "revoked")
 
         # a capability delegated to B, cached there; its source is revoked elsewhere
         y = k.call(
@@ -712,7 +712,7 @@ def test_the_decision_cache_never_serves_a_revoked_or_transferred_capability(tmp
         for _ in range(20):
             assert rig.secret(b) == SECRET
         k.call(rig.person, "cap_revoke", {"cap": rig.cap(a, "secret:K").id})
-        rig.refused(b, "secret_get", {"name": "K"}, "revoked")
+        rig.expect_refused(b, "secret_get", {"name": "K"}, "revoked")
         assert y["cap"] not in k.state.ledger.revoked  # revoked through its chain
 
         # transferred away: the sender's cached decision is gone with it
@@ -726,7 +726,7 @@ def test_the_decision_cache_never_serves_a_revoked_or_transferred_capability(tmp
             assert rig.secret(a, "L") == SECRET
         assert auth.hits - hits == 19
         k.call(a, "cap_transfer", {"cap": rig.cap(a, "secret:L").id, "to": b.pid})
-        rig.refused(a, "secret_get", {"name": "L"})
+        rig.expect_refused(a, "secret_get", {"name": "L"})
         assert rig.secret(b, "L") == SECRET
 
     run(tmp_path, body)
@@ -787,7 +787,7 @@ def test_use_limits_count_exact_calls_and_charge_ancestors(tmp_path: Path) -> No
         hits = k.authority.hits
         for _ in range(3):
             assert rig.secret(c1) == SECRET
-        rig.refused(c1, "secret_get", {"name": "K"}, "used up")
+        rig.expect_refused(c1, "secret_get", {"name": "K"}, "used up")
         assert k.state.ledger.cap_uses == {p.id: 3, own1.id: 3}  # each use charged to every limited ancestor
         assert k.authority.hits == hits  # a limited capability is never served from the cache
         rows = {r["cap"]: r for r in k.call(rig.person, "caps", {"pid": a.pid}).result}
@@ -795,12 +795,14 @@ def test_use_limits_count_exact_calls_and_charge_ancestors(tmp_path: Path) -> No
 
         assert rig.secret(c2) == SECRET
         assert rig.secret(a) == SECRET  # P's fifth and last use
-        rig.refused(a, "secret_get", {"name": "K"}, "used up")
-        err = rig.refused(c2, "secret_get", {"name": "K"}, f"capability {p.id}", "used up")  # its ancestor
+        rig.expect_refused(a, "secret_get", {"name": "K"}, "used up")
+        err = rig.expect_refused(
+            c2, "secret_get", {"name": "K"}, f"capability {p.id}", "used up"
+        )  # its ancestor
         assert err.code == "EACCES"
         assert k.state.ledger.cap_uses == {p.id: 5, own1.id: 3}
         # nothing is derived from a used-up capability
-        rig.refused(a, "spawn", {"target": rig.target, "caps": [{"cap": p.id}]}, "used up")
+        rig.expect_refused(a, "spawn", {"target": rig.target, "caps": [{"cap": p.id}]}, "used up")
 
     run(tmp_path, body)
 
@@ -811,8 +813,8 @@ def test_a_limited_capability_authorises_exactly_its_uses(tmp_path: Path) -> Non
         a = rig.spawn(rig.person, caps=[{"resource": "sys:proc", "rights": ["self"], "max_uses": 3}])
         cap = rig.cap(a, "sys:proc")
         assert [k.call(a, "getpid", {}).result for _ in range(3)] == [a.pid] * 3
-        rig.refused(a, "getpid", {}, "used up")
-        rig.refused(a, "getppid", {}, "used up")
+        rig.expect_refused(a, "getpid", {}, "used up")
+        rig.expect_refused(a, "getppid", {}, "used up")
         assert k.state.ledger.cap_uses == {cap.id: 3}
 
     run(tmp_path, body)
@@ -828,12 +830,12 @@ def test_an_opaque_process_uses_its_capabilities_but_cannot_list_them(tmp_path: 
         assert {r["resource"] for r in k.call(clear, "cap_list", {}).result} >= {"sys:proc", "sys:cap"}
         dark = rig.spawn(rig.person, opaque=True)
         assert rig.held(dark)  # it holds the policy's capabilities
-        rig.refused(dark, "cap_list", {}, "opaque")
+        rig.expect_refused(dark, "cap_list", {}, "opaque")
         assert k.call(dark, "getpid", {}).result == dark.pid
         # its children are opaque too, whatever they ask
         for child in (rig.spawn(dark), rig.spawn(dark, opaque=False)):
             assert k.state.world.procs.procs[child.pid].caps_opaque
-            rig.refused(child, "cap_list", {}, "opaque")
+            rig.expect_refused(child, "cap_list", {}, "opaque")
             assert k.call(child, "getpid", {}).result == child.pid
         # the person can still see what it holds
         assert k.call(rig.person, "caps", {"pid": dark.pid}).result
@@ -864,7 +866,7 @@ def test_revocations_and_uses_survive_a_restart_and_a_rebuild_equals_the_live_st
         assert rig.secret(b) == SECRET
         x = rig.cap(a, "secret:K").id
         k.call(rig.person, "cap_revoke", {"cap": x, "reason": "test"})
-        rig.refused(b, "secret_get", {"name": "K"}, "revoked")
+        rig.expect_refused(b, "secret_get", {"name": "K"}, "revoked")
         assert rig.secret(a, "L") == SECRET and rig.secret(a, "L") == SECRET
         await k.close(clean=True)
         live_hash, live_seq = state_hash(k.state), k.state.seq
@@ -914,7 +916,7 @@ def _signal_setup(rig: Rig) -> tuple[Caller, Caller, Caller]:
     own = rig.spawn(a, caps=[])
     assert rig.k.call(a, "kill", {"pid": own.pid, "sig": "USR1"}).result is None
     for who in (a, b):  # V is in neither's reach
-        rig.refused(who, "kill", {"pid": v.pid, "sig": "USR1"}, "'signal' right on proc:")
+        rig.expect_refused(who, "kill", {"pid": v.pid, "sig": "USR1"}, "'signal' right on proc:")
     return a, b, v
 
 
@@ -928,7 +930,7 @@ def test_delegating_proc_children_to_a_non_descendant_does_not_widen(tmp_path: P
         except PermissionDenied:
             return  # refused: nothing widened
         # delegated: it must not reach V, which A could not signal
-        rig.refused(b, "kill", {"pid": v.pid, "sig": "USR1"})
+        rig.expect_refused(b, "kill", {"pid": v.pid, "sig": "USR1"})
 
     run(tmp_path, body)
 
@@ -941,7 +943,7 @@ def test_transferring_proc_children_to_a_non_descendant_does_not_widen(tmp_path:
             rig.k.call(a, "cap_transfer", {"cap": cap, "to": b.pid})
         except PermissionDenied:
             return
-        rig.refused(b, "kill", {"pid": v.pid, "sig": "USR1"})
+        rig.expect_refused(b, "kill", {"pid": v.pid, "sig": "USR1"})
 
     run(tmp_path, body)
 
@@ -966,7 +968,7 @@ def test_an_ancestor_can_be_revoked_after_its_holder_is_reaped(tmp_path: Path) -
         assert rig.secret(b) == SECRET
         k.call(rig.person, "cap_revoke", {"cap": x})  # today: NotFound
         assert x in k.state.ledger.revoked
-        rig.refused(b, "secret_get", {"name": "K"}, "revoked")
+        rig.expect_refused(b, "secret_get", {"name": "K"}, "revoked")
 
     run(tmp_path, body)
 
@@ -1013,13 +1015,15 @@ def test_a_deputy_naming_the_requesters_capability_cannot_use_its_own_wider_ones
         assert k.call(acting, "secret_get", {"name": "K"}).result == SECRET
         # asked (by a confused or malicious requester) for what only the service may read: refused,
         # though the service's own capability covers it — the call named the requester's
-        rig.refused(acting, "secret_get", {"name": "L"}, f"capability {lent}", "does not cover secret:L")
+        rig.expect_refused(
+            acting, "secret_get", {"name": "L"}, f"capability {lent}", "does not cover secret:L"
+        )
         assert rig.secret(service, "L") == SECRET  # on its own account it still may
         assert k.call(acting, "secret_get", {"name": "K"}).result == SECRET
-        rig.refused(acting, "secret_get", {"name": "K"}, "used up")  # the loan allowed two reads
+        rig.expect_refused(acting, "secret_get", {"name": "K"}, "used up")  # the loan allowed two reads
         # a handle the caller does not hold designates nothing
         own = rig.cap(requester, "secret:K").id
-        rig.refused(
+        rig.expect_refused(
             Caller(pid=service.pid, kind="agent", use_cap=own), "secret_get", {"name": "K"}, "holds no"
         )
         # the requester revokes the loan: the deputy is cut off at once
@@ -1031,7 +1035,7 @@ def test_a_deputy_naming_the_requesters_capability_cannot_use_its_own_wider_ones
         acting2 = Caller(pid=service.pid, kind="agent", use_cap=second)
         assert k.call(acting2, "secret_get", {"name": "K"}).result == SECRET
         k.call(requester, "cap_revoke", {"cap": second})
-        rig.refused(acting2, "secret_get", {"name": "K"}, "revoked")
+        rig.expect_refused(acting2, "secret_get", {"name": "K"}, "revoked")
 
     run(tmp_path, body)
 

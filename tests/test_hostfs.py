@@ -169,7 +169,9 @@ def mount(world: World, backend: str) -> Iterator[HostMount]:
     m.close()
 
 
-def refused(fn: Callable[..., Any], *args: Any, code: str | None = "EXDEV", **kw: Any) -> PermissionDenied:
+def expect_refused(
+    fn: Callable[..., Any], *args: Any, code: str | None = "EXDEV", **kw: Any
+) -> PermissionDenied:
     with pytest.raises(PermissionDenied) as info:
         fn(*args, **kw)
     if code is not None:
@@ -238,7 +240,7 @@ def test_without_openat2_the_walk_is_used(world: World, monkeypatch: pytest.Monk
         with HostMount(world.mnt) as m:
             assert not m.uses_openat2
             assert m.read_file("i1") == HELLO
-            refused(m.read_file, "rel/secret.txt")
+            expect_refused(m.read_file, "rel/secret.txt")
         with pytest.raises(InvalidArgument) as err:
             HostMount(world.mnt, use_openat2=True)
         assert err.value.code == "ENOSYS"
@@ -267,16 +269,16 @@ DOTDOT_ESCAPES = [
 
 @pytest.mark.parametrize("path", DOTDOT_ESCAPES)
 def test_dotdot_never_climbs_above_the_root(mount: HostMount, path: str) -> None:
-    refused(mount.read_file, path)
-    refused(mount.stat, path)
-    refused(mount.open, path)
+    expect_refused(mount.read_file, path)
+    expect_refused(mount.stat, path)
+    expect_refused(mount.open, path)
     if not path.endswith(".."):
-        refused(mount.write_file, path, b"x")
-        refused(mount.open, path, os.O_WRONLY | os.O_CREAT)
-        refused(mount.unlink, path)
-        refused(mount.rename, "hello.txt", path)
+        expect_refused(mount.write_file, path, b"x")
+        expect_refused(mount.open, path, os.O_WRONLY | os.O_CREAT)
+        expect_refused(mount.unlink, path)
+        expect_refused(mount.rename, "hello.txt", path)
     else:
-        refused(mount.listdir, path)
+        expect_refused(mount.listdir, path)
 
 
 def test_dotdot_that_stays_inside_is_fine(mount: HostMount) -> None:
@@ -364,12 +366,12 @@ def test_entry_operations_need_a_final_name(mount: HostMount) -> None:
     ],
 )
 def test_symlinks_out_are_refused(mount: HostMount, path: str) -> None:
-    refused(mount.read_file, path)
-    refused(mount.open, path)
-    refused(mount.stat, path)
-    refused(mount.write_file, path, b"overwritten")
-    refused(mount.open, path, os.O_WRONLY | os.O_TRUNC)
-    refused(mount.exists, path)
+    expect_refused(mount.read_file, path)
+    expect_refused(mount.open, path)
+    expect_refused(mount.stat, path)
+    expect_refused(mount.write_file, path, b"overwritten")
+    expect_refused(mount.open, path, os.O_WRONLY | os.O_TRUNC)
+    expect_refused(mount.exists, path)
 
 
 def test_symlink_targets_are_still_readable_as_strings(world: World, mount: HostMount) -> None:
@@ -377,9 +379,9 @@ def test_symlink_targets_are_still_readable_as_strings(world: World, mount: Host
     assert mount.readlink("rel") == "../outside"
     lst = mount.stat("abs", follow_symlinks=False)
     assert stat.S_ISLNK(lst.st_mode)
-    refused(mount.listdir, "abs")
-    refused(mount.listdir, "rel")
-    refused(mount.listdir, "sub/up")
+    expect_refused(mount.listdir, "abs")
+    expect_refused(mount.listdir, "rel")
+    expect_refused(mount.listdir, "sub/up")
 
 
 def test_symlinks_that_stay_inside_are_followed(mount: HostMount) -> None:
@@ -392,14 +394,14 @@ def test_symlinks_that_stay_inside_are_followed(mount: HostMount) -> None:
 
 def test_symlink_loops_are_eloop(mount: HostMount) -> None:
     for path in ("loop", "ping", "loop/x", "ping/x"):
-        refused(mount.read_file, path, code="ELOOP")
-        refused(mount.stat, path, code="ELOOP")
-        refused(mount.write_file, path, b"x", code="ELOOP")
+        expect_refused(mount.read_file, path, code="ELOOP")
+        expect_refused(mount.stat, path, code="ELOOP")
+        expect_refused(mount.write_file, path, b"x", code="ELOOP")
     assert stat.S_ISLNK(mount.stat("loop", follow_symlinks=False).st_mode)
 
 
 def test_o_nofollow_refuses_a_final_symlink(mount: HostMount) -> None:
-    refused(mount.open, "i1", os.O_RDONLY | os.O_NOFOLLOW, code="ELOOP")
+    expect_refused(mount.open, "i1", os.O_RDONLY | os.O_NOFOLLOW, code="ELOOP")
     fd = mount.open("in_dir/../deep/f.txt", os.O_RDONLY | os.O_NOFOLLOW)  # only the final one counts
     assert os.read(fd, 100) == b"deep\n"
     os.close(fd)
@@ -407,9 +409,9 @@ def test_o_nofollow_refuses_a_final_symlink(mount: HostMount) -> None:
 
 def test_dangling_symlinks_out_create_nothing_outside(world: World, mount: HostMount) -> None:
     for path in ("dang", "dang_rel"):
-        refused(mount.open, path, os.O_WRONLY | os.O_CREAT)
-        refused(mount.open, path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
-        refused(mount.write_file, path, b"planted")
+        expect_refused(mount.open, path, os.O_WRONLY | os.O_CREAT)
+        expect_refused(mount.open, path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        expect_refused(mount.write_file, path, b"planted")
         with pytest.raises(Conflict):
             mount.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # O_EXCL never follows: the link exists
     assert not (world.outside / "created.txt").exists()
@@ -428,10 +430,10 @@ def test_a_symlink_planted_through_the_mount_is_refused_too(world: World, mount:
     mount.symlink(str(world.outside), "planted_abs")
     mount.symlink("/proc/self/root", "planted_proc")
     assert mount.readlink("planted") == "../outside/secret.txt"
-    refused(mount.read_file, "planted")
-    refused(mount.read_file, "planted_abs/secret.txt")
-    refused(mount.read_file, f"planted_proc{world.outside}/secret.txt")
-    refused(mount.write_file, "planted", b"x")
+    expect_refused(mount.read_file, "planted")
+    expect_refused(mount.read_file, "planted_abs/secret.txt")
+    expect_refused(mount.read_file, f"planted_proc{world.outside}/secret.txt")
+    expect_refused(mount.write_file, "planted", b"x")
     assert mount.unlink("planted") is None
 
 
@@ -449,15 +451,15 @@ def test_magic_links_of_a_proc_mount_are_refused(backend: str) -> None:
 
 def test_a_hard_link_to_outside_is_refused(world: World, mount: HostMount) -> None:
     assert mount.stat("hl").st_nlink == 2  # metadata is not content
-    refused(mount.read_file, "hl", code="EACCES")
-    refused(mount.open, "hl", code="EACCES")
-    refused(mount.open, "hl", os.O_WRONLY | os.O_APPEND, code="EACCES")
-    refused(mount.write_file, "hl", b"overwritten", code="EACCES")
-    refused(mount.unlink, "hl", code="EACCES")  # its undo record would be the secret
-    refused(mount.rename, "hello.txt", "hl", code="EACCES")
+    expect_refused(mount.read_file, "hl", code="EACCES")
+    expect_refused(mount.open, "hl", code="EACCES")
+    expect_refused(mount.open, "hl", os.O_WRONLY | os.O_APPEND, code="EACCES")
+    expect_refused(mount.write_file, "hl", b"overwritten", code="EACCES")
+    expect_refused(mount.unlink, "hl", code="EACCES")  # its undo record would be the secret
+    expect_refused(mount.rename, "hello.txt", "hl", code="EACCES")
     # made here, for this test: a fresh link counts the same
     os.link(world.outside / "only-outside.txt", world.mnt / "fresh")
-    err = refused(mount.read_file, "fresh", code="EACCES")
+    err = expect_refused(mount.read_file, "fresh", code="EACCES")
     assert "hard link" in err.message
 
 
@@ -465,10 +467,10 @@ def test_a_hard_link_to_outside_is_refused(world: World, mount: HostMount) -> No
 def test_a_fifo_is_refused_without_blocking(mount: HostMount) -> None:
     start = time.monotonic()
     for flags in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR):
-        err = refused(mount.open, "fifo", flags, code="EACCES")
+        err = expect_refused(mount.open, "fifo", flags, code="EACCES")
         assert "FIFO" in err.message
-    refused(mount.read_file, "fifo", code="EACCES")
-    refused(mount.write_file, "fifo", b"x", code="EACCES")
+    expect_refused(mount.read_file, "fifo", code="EACCES")
+    expect_refused(mount.write_file, "fifo", b"x", code="EACCES")
     assert stat.S_ISFIFO(mount.stat("fifo").st_mode)
     assert time.monotonic() - start < 5
 
@@ -476,11 +478,11 @@ def test_a_fifo_is_refused_without_blocking(mount: HostMount) -> None:
 def test_a_device_is_refused(world: World, mount: HostMount) -> None:
     if not world.has_device:
         pytest.skip("mknod of a character device needs root with CAP_MKNOD")
-    err = refused(mount.open, "null", code="EACCES")
+    err = expect_refused(mount.open, "null", code="EACCES")
     assert "character device" in err.message
-    refused(mount.open, "null", os.O_WRONLY, code="EACCES")
-    refused(mount.read_file, "null", code="EACCES")
-    refused(mount.write_file, "null", b"x", code="EACCES")
+    expect_refused(mount.open, "null", os.O_WRONLY, code="EACCES")
+    expect_refused(mount.read_file, "null", code="EACCES")
+    expect_refused(mount.write_file, "null", b"x", code="EACCES")
 
 
 def test_a_socket_is_refused(world: World, mount: HostMount) -> None:
@@ -489,7 +491,7 @@ def test_a_socket_is_refused(world: World, mount: HostMount) -> None:
         pytest.skip("the temporary path is too long for an AF_UNIX address")
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(path)
-        err = refused(mount.open, "sock", code="EACCES")
+        err = expect_refused(mount.open, "sock", code="EACCES")
         assert "socket" in err.message
 
 
@@ -753,10 +755,10 @@ def test_rename_stays_inside_and_returns_what_it_replaced(world: World, mount: H
     assert os.path.islink(world.mnt / "moved_link") and mount.exists("sub/deep/c.txt")
     mount.rename("sub/deep", "deep2")
     assert mount.read_file("deep2/c.txt") == b"A"
-    refused(mount.rename, "deep2/c.txt", "../outside/c.txt")
-    refused(mount.rename, "rel/secret.txt", "stolen.txt")
-    refused(mount.rename, "abs/secret.txt", "stolen.txt")
-    refused(mount.rename, "hello.txt", "abs/secret.txt")
+    expect_refused(mount.rename, "deep2/c.txt", "../outside/c.txt")
+    expect_refused(mount.rename, "rel/secret.txt", "stolen.txt")
+    expect_refused(mount.rename, "abs/secret.txt", "stolen.txt")
+    expect_refused(mount.rename, "hello.txt", "abs/secret.txt")
     with pytest.raises(NotFound):
         mount.rename("absent", "x")
     with pytest.raises(Conflict) as info:
@@ -805,10 +807,10 @@ def test_mkdir_rmdir_unlink_symlink(world: World, mount: HostMount) -> None:
     assert mount.unlink("fifo") is None  # removing a FIFO opens nothing
     with pytest.raises(InvalidArgument):
         mount.readlink("hello.txt")
-    refused(mount.mkdir, "rel/newdir")
-    refused(mount.symlink, "x", "abs/planted")
-    refused(mount.rmdir, "sub/up/dir")
-    refused(mount.unlink, "sub/up/secret.txt")
+    expect_refused(mount.mkdir, "rel/newdir")
+    expect_refused(mount.symlink, "x", "abs/planted")
+    expect_refused(mount.rmdir, "sub/up/dir")
+    expect_refused(mount.unlink, "sub/up/secret.txt")
 
 
 def test_errors_name_the_mount_path_not_the_host_path(world: World, mount: HostMount) -> None:
