@@ -338,3 +338,25 @@ class Authority:
             limits=limits,
             note=note,
         )
+
+    def policy_grants(self, pid: int, by: int, *, origin: str = "policy") -> list[ev.CapGranted]:
+        """The policy's agent capabilities for a new process, derived from init's root."""
+        root, first = self.k.root_cap(), self.k.state.ledger.next_cap
+        return [
+            self.derive(
+                root,
+                sc.CapSpec(
+                    resource=spec.resource,
+                    rights=list(spec.rights),
+                    expires_in=spec.expires_in,
+                    depth=spec.depth,
+                    max_uses=spec.max_uses,
+                ),
+                holder=pid,
+                origin=origin,
+                by=by,
+                delegation=False,
+                cap_id=first + i,
+            )
+            for i, spec in enumerate(self.k.policy.agent_caps)
+        ]

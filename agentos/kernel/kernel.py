@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentos import __version__, param
-from agentos.abi import syscalls as sc
 from agentos.abi.syscalls import decode_args
 from agentos.caps.policy import Policy, default_policy, load_policy
 from agentos.errors import AgentOSError, InternalError, InvalidArgument, SecurityViolation
@@ -201,32 +200,10 @@ class Kernel:
         """A home from before capabilities: its live agents get the policy's, as if started now."""
         for p in self.state.world.procs.alive():
             if p.kind == "agent" and not self.state.world.caps.held_by(p.pid):
-                self.emit_all(self.policy_grants(p.pid, param.INIT_PID, origin="upgrade"))
+                self.emit_all(self.authority.policy_grants(p.pid, param.INIT_PID, origin="upgrade"))
 
     def root_cap(self) -> Capability:
         return self.state.world.caps.held_by(param.INIT_PID)[0]
-
-    def policy_grants(self, pid: int, by: int, *, origin: str = "policy") -> list[ev.Payload]:
-        """The policy's agent capabilities for a new process, derived from init's root."""
-        root, first = self.root_cap(), self.state.ledger.next_cap
-        return [
-            self.authority.derive(
-                root,
-                sc.CapSpec(
-                    resource=spec.resource,
-                    rights=list(spec.rights),
-                    expires_in=spec.expires_in,
-                    depth=spec.depth,
-                    max_uses=spec.max_uses,
-                ),
-                holder=pid,
-                origin=origin,
-                by=by,
-                delegation=False,
-                cap_id=first + i,
-            )
-            for i, spec in enumerate(self.policy.agent_caps)
-        ]
 
     def _cancel_orphaned_requests(self) -> None:
         """Requests of processes no longer alive (a home from before exits withdrew them)."""

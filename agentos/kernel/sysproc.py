@@ -162,7 +162,7 @@ def child_grants(k: Kernel, c: Caller, child: int, specs: list[sc.CapSpec] | Non
     first = k.state.ledger.next_cap
     if specs is None:
         if c.kind == "session":
-            return k.policy_grants(child, c.pid)
+            return list(k.authority.policy_grants(child, c.pid))
         live = [
             cap for cap in k.state.world.caps.held_by(c.pid) if not k.authority.problem(cap)
         ]  # an agent's
