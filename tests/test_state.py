@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from agentos.kernel.boot import load_state, rebuild_state
 from agentos.sdk.client import Client
 from agentos.state import events as ev
+from agentos.state import payload
 from agentos.state.proc import Process, ProcessTable
 from agentos.state.snapshot import from_pieces, to_pieces
 from agentos.state.world import Ledger, State, World, apply, state_hash
@@ -250,7 +251,7 @@ def widget_kind() -> Iterator[type[ev.Payload]]:
     finally:
         del ev.KINDS["test.widget"]
         del ev.UPCASTERS[("test.widget", 1)], ev.UPCASTERS[("test.widget", 2)]
-        ev._decoders.pop("test.widget", None)
+        payload._decoders.pop("test.widget", None)
 
 
 def test_upcasters_for_old_versions_are_applied_on_read(widget_kind: type[ev.Payload], home: Path) -> None:

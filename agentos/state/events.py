@@ -4,36 +4,54 @@ Each payload class names its ``kind`` and ``version``; ``encode`` gives the cano
 text stored in the log, ``decode`` reads it back through the upcasters registered for older
 versions (the log is never rewritten); an event newer than this code knows is refused. Kinds
 are grouped by subsystem prefix: ``kernel.``, ``proc.``, ``sys.`` (the syscall journal),
-``console.``, ``group.``, ``cap.``, ``vfs.`` (files: ``state/vfs.py``), and the ledger's ``ledger.``
-and ``audit.``.
+``console.``, ``group.``, ``cap.``, ``vfs.`` (files: in ``vfs_events.py``, re-exported here), and
+the ledger's ``ledger.`` and ``audit.``. The machinery (registry, upcasters, codec) is ``payload.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
-import msgspec
+from agentos.state.payload import KINDS, UPCASTERS, Payload, decode, encode, event
+from agentos.state.vfs_events import (  # the file system's kinds, re-exported: ev.VfsCreated etc.
+    VfsChmod,
+    VfsClosed,
+    VfsCreated,
+    VfsDup,
+    VfsLinked,
+    VfsMkfs,
+    VfsOffset,
+    VfsOpened,
+    VfsRenamed,
+    VfsRmdir,
+    VfsTruncated,
+    VfsUnlinked,
+    VfsVersion,
+    VfsWrote,
+)
 
-from agentos.errors import InvalidArgument
-
-
-class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):  # no cycles
-    KIND: ClassVar[str] = ""
-    VERSION: ClassVar[int] = 1
-
-
-KINDS: dict[str, type[Payload]] = {}
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
-
-
-def event(kind: str, version: int = 1) -> Callable[[type[Payload]], type[Payload]]:
-    def register(cls: type[Payload]) -> type[Payload]:
-        cls.KIND, cls.VERSION = kind, version
-        KINDS[kind] = cls
-        return cls
-
-    return register
+__all__ = [
+    "KINDS",
+    "UPCASTERS",
+    "Payload",
+    "decode",
+    "encode",
+    "event",
+    "VfsMkfs",
+    "VfsCreated",
+    "VfsOpened",
+    "VfsClosed",
+    "VfsDup",
+    "VfsWrote",
+    "VfsOffset",
+    "VfsTruncated",
+    "VfsVersion",
+    "VfsUnlinked",
+    "VfsLinked",
+    "VfsRenamed",
+    "VfsRmdir",
+    "VfsChmod",
+]
 
 
 # -- kernel ------------------------------------------------------------------------------
@@ -189,142 +207,6 @@ class ConsoleWrite(Payload):
     epoch: int = 0
 
 
-# -- files (state/vfs.py; docs/vfs.md) -------------------------------------------------------
-# Inode numbers come from the ledger (``Ledger.next_ino``, bumped by mkfs and created). ``pid``
-# is the process whose call it was (fd events: whose fd table). Content travels as the hash of
-# an encoded ``store.chunks.Manifest`` blob, written with the event, as are its chunks.
-
-
-@event("vfs.mkfs")
-class VfsMkfs(Payload):
-    """The root directory came to exist (the kernel emits it once, at first boot)."""
-
-    ino: int
-    mode: int = 0o755
-
-
-@event("vfs.created")
-class VfsCreated(Payload):
-    parent: int
-    name: str
-    ino: int
-    kind: str  # dir | file | symlink
-    mode: int
-    pid: int
-    target: str = ""  # a symlink's target
-
-
-@event("vfs.opened")
-class VfsOpened(Payload):
-    pid: int
-    fd: int
-    ino: int
-    flags: int  # state.vfs.READ | WRITE | APPEND
-    offset: int = 0
-
-
-@event("vfs.closed")
-class VfsClosed(Payload):
-    pid: int
-    fd: int
-
-
-@event("vfs.dup")
-class VfsDup(Payload):
-    """``new_fd`` shares ``fd``'s open file (offset and flags), as POSIX dup2: an open ``new_fd``
-    is closed first."""
-
-    pid: int
-    fd: int
-    new_fd: int
-
-
-@event("vfs.wrote")
-class VfsWrote(Payload):
-    """Bytes written into a file's pending content (a version is cut later, at close or fsync)."""
-
-    pid: int
-    fd: int  # -1: not through an fd
-    ino: int
-    offset: int  # where the bytes went
-    data: str  # manifest hash of the written bytes
-    length: int
-    pos: int  # the fd's offset after the write
-    size: int  # the file's size after the write
-    stored: int = 0  # bytes of new chunks it stored (charged to the writer's group)
-
-
-@event("vfs.offset")
-class VfsOffset(Payload):
-    """A read or a seek moved an fd's offset."""
-
-    pid: int
-    fd: int
-    offset: int
-
-
-@event("vfs.truncated")
-class VfsTruncated(Payload):
-    ino: int
-    size: int
-    pid: int = 0
-
-
-@event("vfs.version")
-class VfsVersion(Payload):
-    """A version cut (close, fsync, commit, restore): its manifest replaces the pending writes."""
-
-    ino: int
-    manifest: str  # "" for an empty file
-    size: int
-    pid: int
-    stored: int = 0  # bytes of new blobs it stored (the manifest; chunks of a restore)
-
-
-@event("vfs.unlinked")
-class VfsUnlinked(Payload):
-    parent: int
-    name: str
-    ino: int
-    pid: int = 0
-
-
-@event("vfs.linked")
-class VfsLinked(Payload):
-    parent: int
-    name: str
-    ino: int
-    pid: int = 0
-
-
-@event("vfs.renamed")
-class VfsRenamed(Payload):
-    """Atomic; a file (or empty directory) at the destination is replaced and unlinked."""
-
-    parent: int
-    name: str
-    new_parent: int
-    new_name: str
-    ino: int
-    replaced: int = 0  # the inode it replaced, 0 none
-    pid: int = 0
-
-
-@event("vfs.rmdir")
-class VfsRmdir(Payload):
-    parent: int
-    name: str
-    ino: int
-    pid: int = 0
-
-
-@event("vfs.chmod")
-class VfsChmod(Payload):
-    ino: int
-    mode: int
-    pid: int = 0
-
-
 # -- resource groups ------------------------------------------------------------------------
 
 
@@ -461,34 +343,3 @@ class ApprovalDecided(Payload):
 class CpuCharged(Payload):
     pid: int
     ns: int
-
-
-_encoder = msgspec.json.Encoder(order="deterministic")
-
-
-def encode(payload: Payload) -> bytes:
-    return _encoder.encode(payload)
-
-
-_decoders: dict[str, msgspec.json.Decoder] = {}
-
-
-def decode(kind: str, version: int, text: bytes) -> Payload:
-    cls = KINDS.get(kind)
-    if cls is None:
-        raise KeyError(f"unknown event kind {kind!r}")
-    if version > cls.VERSION:
-        raise InvalidArgument(
-            f"event kind {kind!r} version {version} was written by a newer AgentOS (this one reads up to {cls.VERSION})",
-            code="EPROTONOSUPPORT",
-        )
-    if version != cls.VERSION:
-        raw = msgspec.json.decode(text)
-        while version < cls.VERSION:
-            raw = UPCASTERS[(kind, version)](raw)
-            version += 1
-        return msgspec.convert(raw, cls)
-    dec = _decoders.get(kind)
-    if dec is None:
-        dec = _decoders[kind] = msgspec.json.Decoder(cls)
-    return dec.decode(text)
