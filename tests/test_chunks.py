@@ -27,6 +27,7 @@ from agentos.store.chunks import (
     new_blobs,
     read_range,
     split,
+    store,
 )
 from agentos.store.log import EventLog, blob_hash
 from agentos.testing.helpers import text_lines
@@ -298,12 +299,9 @@ def test_100_versions_of_a_1_mib_file_store_within_3x_one_copy(tmp: Path) -> Non
                 else:
                     lines.insert(i, line)
             data = "".join(lines).encode()
-            manifest, blobs = split(data)
-            fresh = {h: blobs[h] for h in new_blobs(manifest, log.has_blob)}
-            encoded = manifest.encode()
-            fresh[blob_hash(encoded)] = encoded
+            manifest_hash, fresh = store(data, log.has_blob)
             log.append([], fresh)
-            versions.append((blob_hash(encoded), len(data), hashlib.sha256(data).hexdigest()))
+            versions.append((manifest_hash, len(data), hashlib.sha256(data).hexdigest()))
         one_copy = versions[0][1]
         assert one_copy >= MiB
         total = log.conn.execute("SELECT sum(size) FROM blobs").fetchall()[0][0]

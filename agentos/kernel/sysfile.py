@@ -34,8 +34,8 @@ from agentos.kernel.calls import Caller, Done
 from agentos.state import events as ev
 from agentos.state import vfs
 from agentos.state.vfs import APPEND, DIR, FILE, READ, WRITE, FileSystem, Inode, OpenFile
-from agentos.store.chunks import Manifest, join, read_range, split
-from agentos.store.log import blob_hash
+from agentos.store import chunks
+from agentos.store.chunks import Manifest, join, read_range
 
 if TYPE_CHECKING:
     from agentos.kernel.kernel import Kernel
@@ -137,10 +137,7 @@ def _store(k: Kernel, data: bytes) -> tuple[str, dict[str, bytes]]:
     """``data`` chunked: its manifest's hash ("" for nothing) and the blobs not stored yet."""
     if not data:
         return "", {}
-    manifest, chunks = split(data)
-    encoded = manifest.encode()
-    blobs = {**chunks, blob_hash(encoded): encoded}
-    return blob_hash(encoded), {h: b for h, b in blobs.items() if not k.has_blob(h)}
+    return chunks.store(data, k.has_blob)
 
 
 def version_events(k: Kernel, node: Inode, pid: int) -> tuple[list[ev.Payload], dict[str, bytes]]:

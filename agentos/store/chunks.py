@@ -169,3 +169,15 @@ def read_range(manifest: Manifest, get_blob: GetBlob, offset: int, length: int) 
         parts.append(data[lo:hi] if (lo, hi) != (0, len(data)) else data)
         index += 1
     return b"".join(parts)
+
+
+def store(data: bytes, have: Callable[[str], bool]) -> tuple[str, dict[str, bytes]]:
+    """``data`` as one stored version: the hash of its encoded manifest (itself a blob) and the blobs
+    (chunks and manifest) that ``have`` says are not stored yet — what to write with the event."""
+    manifest, chunks = split(data)
+    encoded = manifest.encode()
+    manifest_hash = blob_hash(encoded)
+    blobs = {h: chunks[h] for h in new_blobs(manifest, have)}
+    if not have(manifest_hash):
+        blobs[manifest_hash] = encoded
+    return manifest_hash, blobs
