@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentos import param
 from agentos.abi import syscalls as sc
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 ROOT_RESOURCE, ROOT_RIGHTS = pattern.ANY, [pattern.ANY]
 
 
+INVALIDATING = frozenset({ev.CapRevoked, ev.CapTransferred, ev.ProcReaped})  # what on_event handles
 Decisions = dict[tuple[str, str], tuple[Capability, int | None]]  # (resource, right) -> (cap, expiry)
 
 
@@ -44,7 +45,7 @@ class Authority:
         self.misses = 0
         self.clock: Callable[[], int] = time.time_ns  # real wall time; tests substitute their own
 
-    # -- the instrument interface: invalidate at once ---------------------------------------------
+    # -- watching the events that change decisions (Kernel.watch): invalidate at once -----------
 
     def on_event(self, seq: int, payload: ev.Payload) -> None:
         kind = type(payload)
@@ -57,9 +58,6 @@ class Authority:
         elif kind is ev.ProcReaped:
             self._caches.pop(payload.pid, None)
         # (an expiry needs nothing: every hit checks the clock; a grant only adds)
-
-    def on_committed(self, batch: list[Any]) -> None:
-        pass
 
     def reset(self) -> None:
         """The state was replaced (a rewind or rebuild): forget every decision."""

@@ -33,7 +33,7 @@ from agentos import __version__, param
 from agentos.abi.syscalls import decode_args
 from agentos.caps.policy import Policy, default_policy, load_policy
 from agentos.errors import AgentOSError, InternalError, InvalidArgument, SecurityViolation
-from agentos.kernel import sysproc
+from agentos.kernel import authz, quota, sysproc
 from agentos.kernel.authz import ROOT_RESOURCE, ROOT_RIGHTS, Authority
 from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
@@ -92,7 +92,10 @@ class Kernel:
         self._snapshot_task: asyncio.Task[int] | None = None
         self.authority = Authority(self)
         self.quotas = Quotas(self)
-        self.instruments += [self.authority, self.quotas]
+        # they care about a few kinds only: called for those, not for every event (the hot path)
+        self._watchers: dict[type, list[Callable[[int, Any], None]]] = {}
+        self.watch(authz.INVALIDATING, self.authority.on_event)
+        self.watch(quota.RESHAPING, self.quotas.on_event)
         self.policy: Policy = default_policy()
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
@@ -250,9 +253,18 @@ class Kernel:
             self._schedule_wait_recheck()
         for inst in self.instruments:
             inst.on_event(seq, payload)
+        watchers = self._watchers.get(type(payload))
+        if watchers is not None:
+            for fn in watchers:
+                fn(seq, payload)
         if seq - self._last_snapshot_seq >= self.snapshot_every and not self._snapshotting:
             self._snapshot_soon()
         return seq
+
+    def watch(self, kinds: frozenset[type], fn: Callable[[int, Any], None]) -> None:
+        """Call ``fn(seq, payload)`` for every applied event of these payload types."""
+        for kind in kinds:
+            self._watchers.setdefault(kind, []).append(fn)
 
     def _remember_blobs(self, blobs: dict[str, bytes]) -> None:
         if len(self._recent_blobs) > 256:

@@ -20,7 +20,7 @@ from agentos.state.groups import LIMITS, ROOT, within
 if TYPE_CHECKING:
     from agentos.kernel.kernel import Kernel
 
-_RESHAPING = frozenset({ev.GroupCreated, ev.GroupLimitsSet, ev.ProcSpawned})
+RESHAPING = frozenset({ev.GroupCreated, ev.GroupLimitsSet, ev.ProcSpawned})
 
 
 def _show(value: float) -> str:
@@ -35,14 +35,11 @@ class Quotas:
         self._windows: dict[str, list[int]] = {}  # group -> [second, calls in it]
         self.clock = time.monotonic_ns
 
-    # -- the instrument interface ---------------------------------------------------------------
+    # -- watching the events that reshape groups (Kernel.watch) ---------------------------------
 
     def on_event(self, seq: int, payload: ev.Payload) -> None:
-        if type(payload) in _RESHAPING:
+        if type(payload) in RESHAPING:
             self.generation += 1
-
-    def on_committed(self, batch: list[Any]) -> None:
-        pass
 
     def reset(self) -> None:
         self.generation += 1
