@@ -125,7 +125,7 @@ class Kernel:
         self.secrets = SecretStore(self.home.path / "secrets")
         self._ensure_init()
         self._end_lost_sessions()
-        self._cancel_orphaned_requests()
+        self.emit_all(sysproc.orphaned_requests(self))  # a home from before exits withdrew them
         self.boot_ms = (time.perf_counter() - t0) * 1000
 
     def _load_policy(self) -> Policy:
@@ -207,13 +207,6 @@ class Kernel:
 
     def root_cap(self) -> Capability:
         return self.state.world.caps.held_by(param.INIT_PID)[0]
-
-    def _cancel_orphaned_requests(self) -> None:
-        """Requests of processes no longer alive (a home from before exits withdrew them)."""
-        for ap in list(self.state.ledger.approvals.values()):
-            p = self.state.world.procs.get(ap.pid)
-            if ap.outcome == "pending" and (p is None or not p.alive):
-                self.emit_all(sysproc.cancelled_requests(self, ap.pid))
 
     def _end_lost_sessions(self) -> None:
         for p in self.state.world.procs.alive():

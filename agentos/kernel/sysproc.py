@@ -213,6 +213,16 @@ def cancelled_requests(k: Kernel, pid: int) -> list[ev.Payload]:
     ]
 
 
+def orphaned_requests(k: Kernel) -> list[ev.Payload]:
+    """Withdraw the pending requests of processes no longer alive."""
+    out: list[ev.Payload] = []
+    for pid in sorted({ap.pid for ap in k.state.ledger.approvals.values() if ap.outcome == "pending"}):
+        p = k.state.world.procs.get(pid)
+        if p is None or not p.alive:
+            out += cancelled_requests(k, pid)
+    return out
+
+
 def sys_exit(k: Kernel, c: Caller, a: sc.ExitArgs) -> Done:
     if c.kind != "agent":
         raise InvalidArgument("a session exits by closing its connection")
