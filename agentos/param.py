@@ -9,7 +9,7 @@ MAX_RANDOM_BYTES = 64 * 1024
 MAX_SLEEP_SECONDS = 365 * 24 * 3600
 MAX_PROCESSES = 10_000  # live (not dead) processes
 MAX_PATH = 4096  # bytes of a file system path argument
-MAX_FILE_BYTES = 256 * 1024 * 1024  # a file's size (a version is materialised whole: see kernel/sysfile.py)
+MAX_FILE_BYTES = 256 * 1024 * 1024  # a file's size (a version is materialised whole: see kernel/filedata.py)
 
 INIT_PID = 1
 MAIN_BRANCH = 1

@@ -180,7 +180,7 @@ class ShutdownArgs(Args):
     kill: bool = False
 
 
-# -- the file system (agentos/kernel/sysfile.py) -----------------------------------------------------
+# -- the file system (kernel/sysfile.py, sysfd.py) --------------------------------------------------
 
 Path = Annotated[str, msgspec.Meta(min_length=1, max_length=param.MAX_PATH, pattern=r"^/[^\x00]*\Z")]
 """An absolute VFS path, with no NUL."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.abi import syscalls as sc
-from agentos.kernel import sysadmin, syscap, sysfile, sysproc, syssecret
+from agentos.kernel import sysadmin, syscap, sysfd, sysfile, sysproc, syssecret
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +72,11 @@ SYSCALLS: dict[str, Syscall] = _table(
     # files (by path: fs:<path>; by fd: sys:fd, then the mode the fd was opened with)
     Syscall("mkdir", sc.MkdirArgs, FS, "write", sysfile.sys_mkdir),
     Syscall("open", sc.OpenArgs, FS, "write", sysfile.sys_open, right_for=sysfile.open_right),
-    Syscall("write", sc.WriteArgs, FD, "use", sysfile.sys_write),
-    Syscall("read", sc.ReadArgs, FD, "use", sysfile.sys_read),
-    Syscall("seek", sc.SeekArgs, FD, "use", sysfile.sys_seek),
-    Syscall("fsync", sc.FdArgs, FD, "use", sysfile.sys_fsync),
-    Syscall("close", sc.FdArgs, FD, "use", sysfile.sys_close),
+    Syscall("write", sc.WriteArgs, FD, "use", sysfd.sys_write),
+    Syscall("read", sc.ReadArgs, FD, "use", sysfd.sys_read),
+    Syscall("seek", sc.SeekArgs, FD, "use", sysfd.sys_seek),
+    Syscall("fsync", sc.FdArgs, FD, "use", sysfd.sys_fsync),
+    Syscall("close", sc.FdArgs, FD, "use", sysfd.sys_close),
     Syscall("stat", sc.PathArgs, FS, "list", sysfile.sys_stat),
     Syscall("readdir", sc.PathArgs, FS, "list", sysfile.sys_readdir),
     Syscall("unlink", sc.PathArgs, FS, "write", sysfile.sys_unlink),

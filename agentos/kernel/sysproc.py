@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agentos import param
 from agentos.abi import syscalls as sc
 from agentos.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, QuotaExceeded, TimedOut
-from agentos.kernel import progload, sysfile
+from agentos.kernel import filedata, progload
 from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.quota import validate_limits
 from agentos.state import events as ev
@@ -186,7 +186,7 @@ def exit_events(
 ) -> tuple[list[ev.Payload], dict[str, bytes]]:
     """Everything one exit causes: its files closed (versions cut, whose blobs come back with the
     events), the exit, orphans to init, reaping by init, CHLD to the parent."""
-    out, blobs = sysfile.close_all(k, p.pid)
+    out, blobs = filedata.close_all(k, p.pid)
     out.append(ev.ProcExited(pid=p.pid, status=status, signal=signal, fault=fault, reason=reason))
     out += cancelled_requests(k, p.pid)
     for child in k.state.world.procs.children(p.pid):
