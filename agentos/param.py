@@ -10,6 +10,13 @@ MAX_SLEEP_SECONDS = 365 * 24 * 3600
 MAX_PROCESSES = 10_000  # live (not dead) processes
 MAX_PATH = 4096  # bytes of a file system path argument
 MAX_FILE_BYTES = 256 * 1024 * 1024  # a file's size (a version is materialised whole: see kernel/filedata.py)
+TMP_MAX_BYTES = 256 * 1024 * 1024  # a process's private /tmp, in memory (ENOSPC past it: kernel/vfs/tmpfs.py)
+WATCH_MAX_CHANGES = 1000  # changes one watch call returns at most (kernel/syswatch.py)
+WATCH_FEED_CHANGES = 32_768  # recent changes the kernel keeps for watchers; older ones are reported lost
+TXN_MAX_OPS = 1000  # ops in one fs_transaction (kernel/systxn.py)
+TXN_MAX_BYTES = 16 * 1024 * 1024  # bytes one fs_transaction writes, all its ops together
+HISTORY_MAX_ROWS = 1000  # rows one fs_history call returns at most (page on with since)
+UNDO_MAX_REPORT = 1000  # entries per list in an fs_undo report (the counts say how many in all)
 
 INIT_PID = 1
 MAIN_BRANCH = 1

@@ -435,8 +435,8 @@ def test_an_opaque_agent_uses_its_capabilities_but_cannot_list_them(
             c.call("kill", pid=pid, sig="KILL")
             assert c.call("wait", pid=pid, timeout=20)["status"] == 137
     assert out_opaque.startswith(f"pid {opaque} list: EACCES: ") and "opaque" in out_opaque, out_opaque
-    assert out_plain == f"pid {plain} listed 8\n", "the policy's eight capabilities"
-    assert len(held) == 8 and all(c["origin"] == "policy" for c in held), "a person still sees what it holds"
+    assert out_plain == f"pid {plain} listed 17\n", "the policy's seventeen capabilities"
+    assert len(held) == 17 and all(c["origin"] == "policy" for c in held), "a person still sees what it holds"
 
 
 # -- 5. a policy file --------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from agentos.testing.kernelproc import KernelProcess
 from agentos.testing.live import LiveKernel, live_kernel
 
 FUZZED_CALLS = sorted(name for name in SYSCALLS if name != "shutdown")
-BLOCKING = frozenset({"sleep", "wait", "events", "logs"})  # may park, or stream (follow)
+BLOCKING = frozenset({"sleep", "wait", "events", "logs", "watch"})  # may park, or stream (follow)
 ENDS_AN_AGENT = frozenset({"exit", "continue_as_new", "kill", "sleep", "wait"})
 ERROR_TYPES = {
     cls.__name__ for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, AgentOSError)

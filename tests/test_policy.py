@@ -50,6 +50,7 @@ live_processes = 32
 console_bytes = 10_000_000
 file_bytes = 100_000_000
 stored_bytes = 100_000_000
+files = 100_000
 memory_bytes = 268_435_456
 cpu_seconds = 600
 llm_tokens_in = 1_000_000
@@ -82,7 +83,14 @@ def test_the_default_policy_has_the_documented_caps_and_quotas() -> None:
         "sys:cap": ("delegate", "list", "request", "revoke"),
         "proc:children": ("signal",),
         "sys:fd": ("use",),
+        "fs:/shared": ("list", "read", "write"),
         "fs:/tmp": ("list", "read", "write"),
+        "fs:/proc": ("list", "read"),
+        "fs:/dev": ("list",),
+        **{
+            f"fs:/dev/{dev}": ("read", "write")
+            for dev in ("null", "zero", "random", "urandom", "console", "tty")
+        },
     }
     assert all(
         cap.depth == 0 and cap.expires_in is None and cap.max_uses is None for cap in policy.agent_caps
@@ -92,6 +100,7 @@ def test_the_default_policy_has_the_documented_caps_and_quotas() -> None:
         "live_processes": 64,
         "console_bytes": 1_000_000_000,
         "stored_bytes": 1_000_000_000,
+        "files": 1_000_000,
         "memory_bytes": 1_073_741_824,
     }
     assert not any(name.startswith("llm_") for name in policy.agent_quotas)
@@ -115,6 +124,7 @@ def test_a_full_policy_parses_to_exact_values(tmp_path: Path) -> None:
             "console_bytes": 10_000_000,
             "file_bytes": 100_000_000,
             "stored_bytes": 100_000_000,
+            "files": 100_000,
             "memory_bytes": 268_435_456,
             "cpu_seconds": 600.0,
             "llm_tokens_in": 1_000_000,
@@ -124,7 +134,7 @@ def test_a_full_policy_parses_to_exact_values(tmp_path: Path) -> None:
         opaque=True,
     )
     assert set(policy.agent_quotas) == QUOTA_NAMES
-    assert len(QUOTA_NAMES) == 11
+    assert len(QUOTA_NAMES) == 12
     assert isinstance(policy.agent_quotas["spawns"], int)
     hash(policy)  # frozen and hashable despite the quotas dict
 

@@ -92,11 +92,11 @@ def run(tmp_path: Path, body: Callable[[Rig], Awaitable[None] | None]) -> None:
     asyncio.run(main())
 
 
-def test_first_boot_makes_the_root_and_tmp(tmp_path: Path) -> None:
+def test_first_boot_makes_the_root_and_shared(tmp_path: Path) -> None:
     def body(r: Rig) -> None:
         p = r.person
-        assert r(p, "readdir", path="/") == ["tmp"]
-        st = r(p, "stat", path="/tmp")
+        assert r(p, "readdir", path="/") == ["dev", "proc", "shared", "tmp"], "the mount points with it"
+        st = r(p, "stat", path="/shared")
         assert (st["kind"], st["mode"], st["nlink"]) == ("dir", 0o1777, 2)
         assert r(p, "stat", path="/")["nlink"] == 3
 
@@ -108,7 +108,7 @@ def test_mkdir_readdir_stat_and_their_errors(tmp_path: Path) -> None:
         p = r.person
         r(p, "mkdir", path="/a")
         r(p, "mkdir", path="/a/b", mode=0o700)
-        assert r(p, "readdir", path="/") == ["a", "tmp"]
+        assert r(p, "readdir", path="/") == ["a", "dev", "proc", "shared", "tmp"]
         assert r(p, "readdir", path="/a/") == ["b"]
         st = r(p, "stat", path="/a/./b/../b")
         assert (st["kind"], st["mode"], st["size"], st["nlink"]) == ("dir", 0o700, 0, 2)
@@ -131,7 +131,7 @@ def test_mkdir_readdir_stat_and_their_errors(tmp_path: Path) -> None:
 def test_open_write_read_seek_close_follow_posix(tmp_path: Path) -> None:
     def body(r: Rig) -> None:
         p = r.person
-        fd = r(p, "open", path="/tmp/f", flags=["read", "write", "create"])
+        fd = r(p, "open", path="/shared/f", flags=["read", "write", "create"])
         assert fd == 3
         assert r(p, "write", fd=fd, data=b"hello") == 5
         assert r(p, "read", fd=fd, n=10) == b"", "the offset is at the end"
@@ -142,16 +142,16 @@ def test_open_write_read_seek_close_follow_posix(tmp_path: Path) -> None:
         assert r(p, "write", fd=fd, data=b"LO!") == 3
         assert r(p, "seek", fd=fd, offset=-6, whence="cur") == 0
         assert r(p, "read", fd=fd, n=100) == b"helLO!"
-        st = r(p, "stat", path="/tmp/f")
+        st = r(p, "stat", path="/shared/f")
         assert (st["kind"], st["size"], st["mode"], st["version_seq"]) == ("file", 6, 0o644, 0)
         assert r(p, "write", fd=fd, data=b"") == 0
         r(p, "close", fd=fd)
-        assert r(p, "stat", path="/tmp/f")["version_seq"] > 0, "close cut a version"
+        assert r(p, "stat", path="/shared/f")["version_seq"] > 0, "close cut a version"
         assert r.k.state.world.vfs.inodes[st["ino"]].pending == []
-        assert r.cat("/tmp/f") == b"helLO!"
+        assert r.cat("/shared/f") == b"helLO!"
         r.fails(p, "EBADF", "read", fd=fd, n=1)
         r.fails(p, "EBADF", "close", fd=fd)
-        r.fails(p, "EINVAL", "seek", fd=r(p, "open", path="/tmp/f"), offset=-1)
+        r.fails(p, "EINVAL", "seek", fd=r(p, "open", path="/shared/f"), offset=-1)
 
     run(tmp_path, body)
 
@@ -159,35 +159,35 @@ def test_open_write_read_seek_close_follow_posix(tmp_path: Path) -> None:
 def test_flags_modes_append_truncate_exclusive_and_holes(tmp_path: Path) -> None:
     def body(r: Rig) -> None:
         p = r.person
-        r.put(p, "/tmp/f", b"abc")
-        ro = r(p, "open", path="/tmp/f")
-        wo = r(p, "open", path="/tmp/f", flags=["write"])
+        r.put(p, "/shared/f", b"abc")
+        ro = r(p, "open", path="/shared/f")
+        wo = r(p, "open", path="/shared/f", flags=["write"])
         assert (ro, wo) == (3, 4), "the lowest free fds"
         r.fails(p, "EBADF", "write", fd=ro, data=b"x")
         r.fails(p, "EBADF", "read", fd=wo, n=1)
-        ap = r(p, "open", path="/tmp/f", flags=["append"])
+        ap = r(p, "open", path="/shared/f", flags=["append"])
         r(p, "write", fd=wo, data=b"X")  # at offset 0
         r(p, "write", fd=ap, data=b"de")  # at the end, wherever the fd's offset is
         assert r(p, "read", fd=ro, n=100) == b"Xbcde", "a reader sees the pending writes"
         for fd in (ro, wo, ap):
             r(p, "close", fd=fd)
-        assert r.cat("/tmp/f") == b"Xbcde"
-        r.fails(p, "EEXIST", "open", path="/tmp/f", flags=["write", "create", "exclusive"])
-        r.fails(p, "ENOENT", "open", path="/tmp/missing")
-        r.fails(p, "EISDIR", "open", path="/tmp")
-        r.fails(p, "EISDIR", "open", path="/tmp/new/", flags=["write", "create"])
-        r.fails(p, "EINVAL", "open", path="/tmp/f", flags=["read", "truncate"])
-        r.fails(p, "EINVAL", "open", path="/tmp/f", flags=["bogus"])
-        fd = r(p, "open", path="/tmp/f", flags=["write", "truncate"])
-        assert r(p, "stat", path="/tmp/f")["size"] == 0
+        assert r.cat("/shared/f") == b"Xbcde"
+        r.fails(p, "EEXIST", "open", path="/shared/f", flags=["write", "create", "exclusive"])
+        r.fails(p, "ENOENT", "open", path="/shared/missing")
+        r.fails(p, "EISDIR", "open", path="/shared")
+        r.fails(p, "EISDIR", "open", path="/shared/new/", flags=["write", "create"])
+        r.fails(p, "EINVAL", "open", path="/shared/f", flags=["read", "truncate"])
+        r.fails(p, "EINVAL", "open", path="/shared/f", flags=["bogus"])
+        fd = r(p, "open", path="/shared/f", flags=["write", "truncate"])
+        assert r(p, "stat", path="/shared/f")["size"] == 0
         assert r(p, "seek", fd=fd, offset=4) == 4
         r(p, "write", fd=fd, data=b"z")
         r(p, "close", fd=fd)
-        assert r.cat("/tmp/f") == b"\0\0\0\0z", "a hole reads as zeros"
-        fd = r(p, "open", path="/tmp/new", flags=["write", "create"], mode=0o600)
-        assert r(p, "stat", path="/tmp/new")["mode"] == 0o600
+        assert r.cat("/shared/f") == b"\0\0\0\0z", "a hole reads as zeros"
+        fd = r(p, "open", path="/shared/new", flags=["write", "create"], mode=0o600)
+        assert r(p, "stat", path="/shared/new")["mode"] == 0o600
         r(p, "close", fd=fd)
-        assert r.cat("/tmp/new") == b"", "an empty file"
+        assert r.cat("/shared/new") == b"", "an empty file"
 
     run(tmp_path, body)
 
@@ -195,17 +195,17 @@ def test_flags_modes_append_truncate_exclusive_and_holes(tmp_path: Path) -> None
 def test_fsync_cuts_a_version_and_keeps_the_fd(tmp_path: Path) -> None:
     def body(r: Rig) -> None:
         p = r.person
-        fd = r(p, "open", path="/tmp/f", flags=["write", "create"])
+        fd = r(p, "open", path="/shared/f", flags=["write", "create"])
         r(p, "write", fd=fd, data=b"one")
         r(p, "fsync", fd=fd)
-        first = r(p, "stat", path="/tmp/f")["version_seq"]
+        first = r(p, "stat", path="/shared/f")["version_seq"]
         assert first > 0
         r(p, "fsync", fd=fd)
-        assert r(p, "stat", path="/tmp/f")["version_seq"] == first, "nothing pending: no version"
+        assert r(p, "stat", path="/shared/f")["version_seq"] == first, "nothing pending: no version"
         r(p, "write", fd=fd, data=b" two")
         r(p, "close", fd=fd)
-        assert r(p, "stat", path="/tmp/f")["version_seq"] > first
-        assert r.cat("/tmp/f") == b"one two"
+        assert r(p, "stat", path="/shared/f")["version_seq"] > first
+        assert r.cat("/shared/f") == b"one two"
 
     run(tmp_path, body)
 
@@ -214,14 +214,14 @@ def test_big_writes_are_chunked_and_read_back_exactly(tmp_path: Path) -> None:
     def body(r: Rig) -> None:
         p = r.person
         data = os.urandom(300_000)
-        fd = r(p, "open", path="/tmp/big", flags=["write", "create"])
+        fd = r(p, "open", path="/shared/big", flags=["write", "create"])
         r(p, "write", fd=fd, data=data[:200_000])
         r(p, "write", fd=fd, data=data[200_000:])
         r(p, "close", fd=fd)
-        fd = r(p, "open", path="/tmp/big")
+        fd = r(p, "open", path="/shared/big")
         assert r(p, "seek", fd=fd, offset=123_456) == 123_456
         assert r(p, "read", fd=fd, n=100_000) == data[123_456:223_456]
-        assert r.cat("/tmp/big") == data
+        assert r.cat("/shared/big") == data
 
     run(tmp_path, body)
 
@@ -249,7 +249,8 @@ def test_unlink_rmdir_rename_and_their_errors(tmp_path: Path) -> None:
         r(p, "mkdir", path="/e/x")
         r.fails(p, "ENOTEMPTY", "rename", src="/d/sub", dst="/e")
         r(p, "rename", src="/g", dst="/d/f")  # replaces a file
-        assert r.cat("/d/f") == b"G" and r(p, "readdir", path="/") == ["d", "e", "tmp"]
+        assert r.cat("/d/f") == b"G"
+        assert r(p, "readdir", path="/") == ["d", "dev", "e", "proc", "shared", "tmp"]
         r(p, "rename", src="/d/f", dst="/d/f")  # the same name: nothing
         r(p, "rename", src="/d", dst="/e/x")  # a directory over an empty one
         assert r(p, "readdir", path="/e/x") == ["f", "sub"]
@@ -269,14 +270,14 @@ def test_unlink_rmdir_rename_and_their_errors(tmp_path: Path) -> None:
 def test_an_exit_closes_the_files_and_cuts_their_versions(tmp_path: Path) -> None:
     def body(r: Rig) -> None:
         a = r.agent()
-        fd = r(a, "open", path="/tmp/out", flags=["write", "create"])
+        fd = r(a, "open", path="/shared/out", flags=["write", "create"])
         r(a, "write", fd=fd, data=b"left open")
-        r(a, "open", path="/tmp/out")  # a second fd on it
+        r(a, "open", path="/shared/out")  # a second fd on it
         r(a, "exit", status=0)
         fs = r.k.state.world.vfs
-        node = fs.inodes[fs.resolve("/tmp/out")]
+        node = fs.inodes[fs.resolve("/shared/out")]
         assert (node.pending, node.opens, a.pid in fs.fds) == ([], 0, False)
-        assert node.version_seq > 0 and r.cat("/tmp/out") == b"left open"
+        assert node.version_seq > 0 and r.cat("/shared/out") == b"left open"
 
     run(tmp_path, body)
 
@@ -306,29 +307,29 @@ def test_capabilities_guard_paths_and_fds_keep_their_open_mode(tmp_path: Path) -
         p = r.person
         r(p, "mkdir", path="/data")
         r.put(p, "/data/secret", b"s")
-        a = r.agent()  # the default policy: fs:/tmp and sys:fd
+        a = r.agent()  # the default policy: fs:/shared and sys:fd
         for call, args in [
             ("open", {"path": "/data/secret"}),
             ("open", {"path": "/data/x", "flags": ["write", "create"]}),
             ("readdir", {"path": "/data"}),
-            ("stat", {"path": "/tmp/../data/secret"}),
+            ("stat", {"path": "/shared/../data/secret"}),
             ("mkdir", {"path": "/data/d"}),
             ("unlink", {"path": "/data/secret"}),
         ]:
             with pytest.raises(PermissionDenied) as info:
                 r.k.call(a, call, args)
             assert info.value.code == "EACCES", call
-        r.put(a, "/tmp/mine", b"ok")
-        assert r(a, "readdir", path="/tmp") == ["mine"]
+        r.put(a, "/shared/mine", b"ok")
+        assert r(a, "readdir", path="/shared") == ["mine"]
         with pytest.raises(PermissionDenied):
-            r.k.call(a, "rename", {"src": "/tmp/mine", "dst": "/data/mine"})
-        r(a, "rename", src="/tmp/mine", dst="/tmp/yours")
-        reader = r.agent(caps=[{"resource": "fs:/tmp", "rights": ["read"]}, {"resource": "sys:fd"}])
+            r.k.call(a, "rename", {"src": "/shared/mine", "dst": "/data/mine"})
+        r(a, "rename", src="/shared/mine", dst="/shared/yours")
+        reader = r.agent(caps=[{"resource": "fs:/shared", "rights": ["read"]}, {"resource": "sys:fd"}])
         with pytest.raises(PermissionDenied):
-            r.k.call(reader, "open", {"path": "/tmp/yours", "flags": ["read", "write"]})
+            r.k.call(reader, "open", {"path": "/shared/yours", "flags": ["read", "write"]})
         with pytest.raises(PermissionDenied):
-            r.k.call(reader, "readdir", {"path": "/tmp"})
-        fd = r(reader, "open", path="/tmp/yours")
+            r.k.call(reader, "readdir", {"path": "/shared"})
+        fd = r(reader, "open", path="/shared/yours")
         assert r(reader, "read", fd=fd, n=9) == b"ok"
         r.fails(reader, "EBADF", "write", fd=fd, data=b"no")
         r.fails(a, "EBADF", "read", fd=fd, n=1)  # fds are per process
@@ -341,7 +342,7 @@ def test_file_bytes_quota_is_checked_before_a_write_and_charged(tmp_path: Path) 
         a = r.agent()
         group = r.k.state.world.procs.get(a.pid).group
         r(r.person, "group_limit", group=group, limits={"file_bytes": 10})
-        fd = r(a, "open", path="/tmp/q", flags=["write", "create"])
+        fd = r(a, "open", path="/shared/q", flags=["write", "create"])
         assert r(a, "write", fd=fd, data=b"12345678") == 8
         err = r.fails(a, "EDQUOT", "write", fd=fd, data=b"123")
         assert "file_bytes" in str(err)
@@ -349,7 +350,7 @@ def test_file_bytes_quota_is_checked_before_a_write_and_charged(tmp_path: Path) 
         used = r.k.state.ledger.usage.used[group]
         assert used["file_bytes"] == 10 and used["stored_bytes"] > 10
         r(a, "close", fd=fd)
-        assert r.cat("/tmp/q") == b"1234567812"
+        assert r.cat("/shared/q") == b"1234567812"
 
     run(tmp_path, body)
 
@@ -387,17 +388,17 @@ async def main(path, text):
 
 
 def test_an_agent_writes_a_file_that_fs_cat_shows(kernel: KernelProcess, agent_file: Any) -> None:
-    pid = int(kernel.call("spawn", target=agent_file(WRITER), argv=["/tmp/hello.txt", "hello, world\n"]))
+    pid = int(kernel.call("spawn", target=agent_file(WRITER), argv=["/shared/hello.txt", "hello, world\n"]))
     with kernel.client() as c:
         assert c.call("wait", pid=pid, timeout=20)["status"] == 0
-    assert ok(kernel.home, "fs", "cat", "/tmp/hello.txt") == b"hello, world\n"
+    assert ok(kernel.home, "fs", "cat", "/shared/hello.txt") == b"hello, world\n"
 
 
 HOLDER = """
 from agentos import sdk
 
 async def main():
-    fd = await sdk.open("/tmp/held.txt", ["write", "create"])
+    fd = await sdk.open("/shared/held.txt", ["write", "create"])
     await sdk.write(fd, b"acknowledged\\n")
     await sdk.write_console("wrote\\n")
     await sdk.sleep(60)
@@ -415,18 +416,18 @@ def test_an_acknowledged_write_survives_kill_9_before_close(kernel: KernelProces
     poll(wrote)
     kernel.kill9()
     kernel.boot()
-    assert ok(kernel.home, "fs", "cat", "/tmp/held.txt") == b"acknowledged\n", "pending, after replay"
+    assert ok(kernel.home, "fs", "cat", "/shared/held.txt") == b"acknowledged\n", "pending, after replay"
     with kernel.client() as c:
-        assert c.call("stat", path="/tmp/held.txt")["version_seq"] == 0
+        assert c.call("stat", path="/shared/held.txt")["version_seq"] == 0
         c.call("kill", pid=pid, sig="KILL")
         assert c.call("wait", pid=pid, timeout=20)["status"] == 137
-        st = c.call("stat", path="/tmp/held.txt")
+        st = c.call("stat", path="/shared/held.txt")
         assert st["version_seq"] > 0 and st["size"] == 13, "its exit closed the file: a version"
         versions = [e for e in c.call("events", kind="vfs.version", limit=100) if e["payload"]["pid"] == pid]
         assert len(versions) == 1
         wrote_events = c.call("events", kind="vfs.wrote", limit=100)
         assert len(wrote_events) == 1, "the replayed write was answered from the journal, not redone"
-    assert ok(kernel.home, "fs", "cat", "/tmp/held.txt") == b"acknowledged\n"
+    assert ok(kernel.home, "fs", "cat", "/shared/held.txt") == b"acknowledged\n"
 
 
 DENIED = """
@@ -438,12 +439,12 @@ async def main():
         await sdk.open("/data/x", ["write", "create"])
     except AgentOSError as e:
         await sdk.write_console(e.code + "\\n")
-    fd = await sdk.open("/tmp/ok", ["read", "write", "create"])
+    fd = await sdk.open("/shared/ok", ["read", "write", "create"])
     await sdk.write(fd, b"fine")
     await sdk.seek(fd, 0)
     data = await sdk.read(fd, 100)
     await sdk.close(fd)
-    await sdk.write_console(f"{data!r} {await sdk.readdir('/tmp')} {(await sdk.stat('/tmp/ok'))['size']}\\n")
+    await sdk.write_console(f"{data!r} {await sdk.readdir('/shared')} {(await sdk.stat('/shared/ok'))['size']}\\n")
 """
 
 
@@ -471,7 +472,9 @@ def test_fs_cli_put_ls_stat_mkdir_rm(kernel: KernelProcess, tmp_path: Path) -> N
     assert ok(home, "fs", "ls", "/data") == b""
 
 
-def test_an_agent_without_fs_data_is_refused_but_works_in_tmp(kernel: KernelProcess, agent_file: Any) -> None:
+def test_an_agent_without_fs_data_is_refused_but_works_in_shared(
+    kernel: KernelProcess, agent_file: Any
+) -> None:
     ok(kernel.home, "fs", "mkdir", "/data")
     pid = int(kernel.call("spawn", target=agent_file(DENIED)))
     with kernel.client() as c:
@@ -479,5 +482,5 @@ def test_an_agent_without_fs_data_is_refused_but_works_in_tmp(kernel: KernelProc
         out = "".join(item["data"] for item in c.stream("logs", pid=pid))
         assert status == 0, out
         assert out == "EACCES\nb'fine' ['ok'] 4\n"
-    assert ok(kernel.home, "fs", "cat", "/tmp/ok") == b"fine"
+    assert ok(kernel.home, "fs", "cat", "/shared/ok") == b"fine"
     assert ok(kernel.home, "fs", "ls", "/data") == b""

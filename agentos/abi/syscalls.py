@@ -61,6 +61,7 @@ class SpawnArgs(Args):
     caps: Annotated[list[CapSpec], msgspec.Meta(max_length=64)] | None = None  # None: inherit (or policy)
     opaque: bool = False  # the child cannot list what it holds
     limits: Limits | None = None  # put the child in a new resource group (under its parent's) with these
+    root: Path | None = None  # the child's "/": a directory of the versioned tree (kernel/vfs/view.py)
 
 
 class GroupLimitArgs(Args):
@@ -229,6 +230,133 @@ class SeekArgs(Args):
 class RenameArgs(Args):
     src: Path
     dst: Path
+
+
+# links, sizes, modes and fd copies (kernel/syslink.py, sysfd.py)
+
+Size = Annotated[int, msgspec.Meta(ge=0, le=2**62)]  # EFBIG past param.MAX_FILE_BYTES (the handler's)
+
+
+class StatArgs(Args):
+    path: Path
+    follow: bool = True  # False: the symlink itself (lstat)
+
+
+class LinkArgs(Args):
+    """``link``: a second name ``dst`` for the file at ``src`` (symlink ``src``: the link itself)."""
+
+    src: Path
+    dst: Path
+
+
+class SymlinkArgs(Args):
+    """``symlink``: a link at ``path`` whose content is ``target`` (any text, resolved when used)."""
+
+    target: Annotated[str, msgspec.Meta(min_length=1, max_length=param.MAX_PATH, pattern=r"^[^\x00]*\Z")]
+    path: Path
+
+
+class ChmodArgs(Args):
+    path: Path
+    mode: Mode
+
+
+class TruncateArgs(Args):
+    path: Path
+    size: Size
+
+
+class FtruncateArgs(Args):
+    fd: Fd
+    size: Size
+
+
+class Dup2Args(Args):
+    fd: Fd
+    new_fd: Fd
+
+
+class WatchArgs(Args):
+    """``watch`` (kernel/syswatch.py): changes at ``path`` (and below it with ``recursive``) after ``since``."""
+
+    path: Path
+    since: Annotated[int, msgspec.Meta(ge=0, le=2**62)] | None = None  # None: from now
+    recursive: bool = False
+    timeout: Annotated[float, msgspec.Meta(ge=0, le=param.MAX_SLEEP_SECONDS)] | None = None  # None: forever
+    limit: Annotated[int, msgspec.Meta(ge=1, le=param.WATCH_MAX_CHANGES)] = param.WATCH_MAX_CHANGES
+
+
+# fs_transaction's ops (kernel/systxn.py): a list of maps tagged by "op"
+
+
+class TxnWrite(Args, tag_field="op", tag="write"):
+    """Replace the file's content with ``data`` (``append``: add it at the end), creating the file."""
+
+    path: Path
+    data: Annotated[bytes, msgspec.Meta(max_length=param.MAX_ARG_BYTES)]
+    append: bool = False
+    mode: Mode = 0o644  # of a file it creates
+
+
+class TxnMkdir(Args, tag_field="op", tag="mkdir"):
+    path: Path
+    mode: Mode = 0o755
+
+
+class TxnUnlink(Args, tag_field="op", tag="unlink"):
+    path: Path
+
+
+class TxnRmdir(Args, tag_field="op", tag="rmdir"):
+    path: Path
+
+
+class TxnRename(Args, tag_field="op", tag="rename"):
+    src: Path
+    dst: Path
+
+
+TxnOp = TxnWrite | TxnMkdir | TxnUnlink | TxnRmdir | TxnRename
+
+
+class FsTransactionArgs(Args):
+    ops: Annotated[list[TxnOp], msgspec.Meta(max_length=param.TXN_MAX_OPS)]
+
+
+# versions, restore and undo (kernel/sysversion.py)
+
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]  # an event's sequence number
+
+
+class FsHistoryArgs(Args):
+    path: Path
+    since: Seq = 0  # rows after this seq only (paging)
+    limit: Annotated[int, msgspec.Meta(ge=1, le=param.HISTORY_MAX_ROWS)] = param.HISTORY_MAX_ROWS
+
+
+class FsReadVersionArgs(Args):
+    """``n`` bytes from ``offset`` of the file's content as of ``seq`` (``exact``: the version cut at ``seq``)."""
+
+    path: Path
+    seq: Seq
+    offset: Size = 0
+    n: Annotated[int, msgspec.Meta(ge=0, le=param.MAX_ARG_BYTES)] = param.MAX_ARG_BYTES
+    exact: bool = False
+
+
+class FsRestoreArgs(Args):
+    path: Path
+    seq: Seq
+    exact: bool = False
+
+
+class FsUndoArgs(Args):
+    """Revert the file changes of ``pid`` (``tree``: and its descendants), or of one call (``correlation``)."""
+
+    pid: Annotated[int, msgspec.Meta(ge=0, le=2**62)] | None = None
+    tree: bool = False
+    correlation: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    dry_run: bool = False
 
 
 class ProcArgs(Args):

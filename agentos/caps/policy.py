@@ -21,6 +21,7 @@ if present, else :data:`DEFAULT_POLICY_TOML`). A policy is TOML::
     console_bytes = 10_000_000
     file_bytes = 100_000_000
     stored_bytes = 100_000_000
+    files = 100_000           # files, directories and symlinks its processes created that exist now
     memory_bytes = 268_435_456
     cpu_seconds = 600         # int or float
     llm_tokens_in = 1_000_000
@@ -57,6 +58,7 @@ QUOTA_NAMES: frozenset[str] = frozenset(
         "console_bytes",
         "file_bytes",
         "stored_bytes",
+        "files",
         "memory_bytes",
         "cpu_seconds",
         "llm_tokens_in",
@@ -104,14 +106,51 @@ rights = ["list", "delegate", "revoke", "request"]
 resource = "proc:children"
 rights = ["signal"]
 
-# files: fds (each then held to the mode it was opened with) and the shared scratch directory
+# files: fds (each then held to the mode it was opened with), the shared scratch directory,
+# the agent's private /tmp, /proc (what ps and cap_list show) and the harmless devices
 [[agent.caps]]
 resource = "sys:fd"
 rights = ["use"]
 
 [[agent.caps]]
+resource = "fs:/shared"
+rights = ["read", "write", "list"]
+
+[[agent.caps]]
 resource = "fs:/tmp"
 rights = ["read", "write", "list"]
+
+[[agent.caps]]
+resource = "fs:/proc"
+rights = ["read", "list"]
+
+[[agent.caps]]
+resource = "fs:/dev"
+rights = ["list"]
+
+[[agent.caps]]
+resource = "fs:/dev/null"
+rights = ["read", "write"]
+
+[[agent.caps]]
+resource = "fs:/dev/zero"
+rights = ["read", "write"]
+
+[[agent.caps]]
+resource = "fs:/dev/random"
+rights = ["read", "write"]
+
+[[agent.caps]]
+resource = "fs:/dev/urandom"
+rights = ["read", "write"]
+
+[[agent.caps]]
+resource = "fs:/dev/console"
+rights = ["read", "write"]
+
+[[agent.caps]]
+resource = "fs:/dev/tty"
+rights = ["read", "write"]
 
 # Guards against a runaway agent, not a budget: no rate or CPU limit (an in-kernel agent makes
 # ~100k syscalls a second; a service runs for days). Set those in a policy of your own.
@@ -120,6 +159,7 @@ spawns = 10_000
 live_processes = 64
 console_bytes = 1_000_000_000
 stored_bytes = 1_000_000_000
+files = 1_000_000
 memory_bytes = 1_073_741_824
 """
 

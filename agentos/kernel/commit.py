@@ -42,6 +42,7 @@ class GroupCommitter:
         self.pending: list[EventRecord] = []
         self.pending_blobs: dict[str, bytes] = {}
         self.inflight_blobs: dict[str, bytes] = {}
+        self.inflight: list[EventRecord] = []  # the batch being written: readable until committed
         self.batches = 0
         self.failed: BaseException | None = None
         self._on_committed = on_committed
@@ -107,13 +108,14 @@ class GroupCommitter:
                 batch, blobs = self.pending, self.pending_blobs
                 self.pending, self.pending_blobs = [], {}
                 self.inflight_blobs = blobs  # readable until committed (a FULL commit awaits its fsync)
+                self.inflight = batch
                 try:
                     await self.write(self.store.write_events, batch, blobs)
                 except BaseException as exc:  # noqa: BLE001 - any failure here is fatal by design
                     self._fail(exc)
                     return
                 finally:
-                    self.inflight_blobs = {}
+                    self.inflight_blobs, self.inflight = {}, []
                 self.batches += 1
                 self.durable_seq = batch[-1].seq
                 self._release()

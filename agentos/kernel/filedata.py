@@ -66,14 +66,18 @@ def store_bytes(k: Kernel, data: bytes) -> tuple[str, dict[str, bytes]]:
     return chunks.store(data, k.has_blob)
 
 
-def version_events(k: Kernel, node: Inode, pid: int) -> tuple[list[ev.Payload], dict[str, bytes]]:
-    """Cut a version of ``node`` if it has pending changes: its event and the blobs to store."""
+def version_events(
+    k: Kernel, node: Inode, pid: int, cause: str = ""
+) -> tuple[list[ev.Payload], dict[str, bytes]]:
+    """Cut a version of ``node`` if it has pending changes: its event and the blobs to store.
+    ``cause``: what cut it (close, fsync, exit), kept in the event for ``fs_history``."""
     if not node.pending:
         return [], {}
     data = content(k, node)
     h, blobs = store_bytes(k, data)
     stored = sum(len(b) for b in blobs.values())
-    return [ev.VfsVersion(ino=node.ino, manifest=h, size=len(data), pid=pid, stored=stored)], blobs
+    cut = ev.VfsVersion(ino=node.ino, manifest=h, size=len(data), pid=pid, stored=stored, cause=cause)
+    return [cut], blobs
 
 
 def close_all(k: Kernel, pid: int) -> tuple[list[ev.Payload], dict[str, bytes]]:
@@ -91,7 +95,7 @@ def close_all(k: Kernel, pid: int) -> tuple[list[ev.Payload], dict[str, bytes]]:
         if node is not None and node.ino not in cut and f is not None and f.flags & WRITE:
             cut.add(node.ino)
             with contextlib.suppress(AgentOSError):
-                more, more_blobs = version_events(k, node, pid)
+                more, more_blobs = version_events(k, node, pid, "exit")
                 events += more
                 blobs |= more_blobs
         events.append(ev.VfsClosed(pid=pid, fd=fd))

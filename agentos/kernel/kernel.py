@@ -33,13 +33,15 @@ from agentos import __version__, param
 from agentos.abi.syscalls import decode_args
 from agentos.caps.policy import Policy, default_policy, load_policy
 from agentos.errors import AgentOSError, InternalError, InvalidArgument, SecurityViolation
-from agentos.kernel import authz, quota, sysproc
+from agentos.kernel import authz, quota, sysproc, syswatch
 from agentos.kernel.authz import ROOT_RESOURCE, ROOT_RIGHTS, Authority
 from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
 from agentos.kernel.commit import GroupCommitter
+from agentos.kernel.fsaccess import FsPath
 from agentos.kernel.quota import Quotas
 from agentos.kernel.syscall import SYSCALLS, Syscall
+from agentos.kernel.vfs import mounts, view
 from agentos.state import events as ev
 from agentos.state.caps import Capability
 from agentos.state.groups import ROOT as ROOT_GROUP
@@ -96,6 +98,7 @@ class Kernel:
         self._watchers: dict[type, list[Callable[[int, Any], None]]] = {}
         self.watch(authz.INVALIDATING, self.authority.on_event)
         self.watch(quota.RESHAPING, self.quotas.on_event)
+        self.mounts = mounts.Mounts(self)  # /dev, /proc, the private /tmps, the handles of their open files
         self.policy: Policy = default_policy()
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
@@ -111,6 +114,7 @@ class Kernel:
             self.home.release_lock()  # a refused boot leaves no kernel.pid behind
             raise
         self.committer = GroupCommitter(self.log, self.head_seq, self._on_committed, self._on_commit_failure)
+        syswatch.feed_of(self)  # file changes are kept for watchers from here on
         self.log.ensure_branch(param.MAIN_BRANCH, None, None, time.time_ns(), "main")
         self.boot_number = self.state.ledger.boots + 1
         self.emit(
@@ -171,14 +175,7 @@ class Kernel:
     def _ensure_init(self) -> None:
         if self.state.world.groups.get(ROOT_GROUP) is None:
             self.emit(ev.GroupCreated(name=ROOT_GROUP, parent=None, by=param.KERNEL_PID))
-        if self.state.world.vfs.root == 0:  # the file system: "/" and the shared scratch "/tmp"
-            root = self.state.ledger.next_ino
-            self.emit(ev.VfsMkfs(ino=root))
-            self.emit(
-                ev.VfsCreated(
-                    parent=root, name="tmp", ino=root + 1, kind="dir", mode=0o1777, pid=param.KERNEL_PID
-                )
-            )
+        self.emit_all(mounts.first_tree(self))  # "/" and the shared scratch "/shared" (older homes: at boot)
         if self.state.world.procs.get(param.INIT_PID) is None:
             self.emit(ev.ProcSpawned(pid=param.INIT_PID, ppid=0, name="init", kind="init"))
             self.emit(ev.ProcStarted(pid=param.INIT_PID))
@@ -315,7 +312,11 @@ class Kernel:
 
     def check_call(self, caller: Caller, row: Syscall, args: Any) -> None:
         """Authorise a call (a capability for the row's resource and right) and check its quotas."""
-        resource = row.resource if isinstance(row.resource, str) else row.resource(args)
+        res = row.resource
+        if isinstance(res, FsPath):  # a path's capability: on the physical path (kernel/fsaccess.py)
+            resource = res.resolved(self, args)
+        else:
+            resource = res if isinstance(res, str) else res(args)
         right = row.right if row.right_for is None else row.right_for(args)
         caller.cap = self.authority.authorise(caller, row.name, resource, right)
         if caller.kind == "agent":
@@ -325,7 +326,7 @@ class Kernel:
         row = SYSCALLS.get(name) if isinstance(name, str) else None
         if row is None:  # echo an untrusted name short
             raise InvalidArgument(f"unknown syscall {repr(name)[:64]}", code="ENOSYS")
-        args = decode_args(row.schema, raw_args)
+        args = view.rebase(self, caller, decode_args(row.schema, raw_args))  # a rooted agent's paths
         if caller.kind != "kernel":  # the kernel acting for itself (grace-period KILLs) holds everything
             self.check_call(caller, row, args)
         outcome = row.handler(self, caller, args)

@@ -1,6 +1,6 @@
 """Quotas: the limits of a process's resource group and every ancestor group, checked where the
 resource is consumed — each syscall (rate, CPU), spawn (spawns, live processes), console write
-(console and stored bytes). A limit reached is a ``QuotaExceeded`` naming the limit, the usage and
+(console and stored bytes), file create (files). A limit reached is a ``QuotaExceeded`` naming the limit, the usage and
 the group; the call does not happen.
 
 Consumption is counted in the ledger (``state.groups.Usage``), so what was spent stays spent.
@@ -33,6 +33,7 @@ class Quotas:
         self.generation = 0
         self._per_call: dict[int, tuple[int, list[tuple[str, float | None, float | None]]]] = {}
         self._windows: dict[str, list[int]] = {}  # group -> [second, calls in it]
+        self._held: dict[int, dict[str, float]] = {}  # pid -> limit -> held now (runtime, not ledger)
         self.clock = time.monotonic_ns
 
     # -- watching the events that reshape groups (Kernel.watch) ---------------------------------
@@ -59,6 +60,29 @@ class Quotas:
     def group_of(self, pid: int) -> str:
         p = self.k.state.world.procs.get(pid)
         return p.group if p is not None else ROOT
+
+    # -- what a process holds now, at runtime (its private /tmp's memory: kernel/vfs/tmpfs.py) -----------
+
+    def hold(self, pid: int, limit: str, amount: float) -> None:
+        """``pid`` holds ``amount`` of ``limit`` now: counted by ``check`` and ``rows`` on top of what the
+        ledger charged, never charged to it (memory is given back), until ``release``."""
+        if amount:
+            self._held.setdefault(pid, {})[limit] = amount
+        elif pid in self._held:
+            self._held[pid].pop(limit, None)
+
+    def release(self, pid: int) -> None:
+        """``pid`` exited: what it held is free."""
+        self._held.pop(pid, None)
+
+    def held(self, group: str, limit: str) -> float:
+        """What the live processes of ``group`` and its descendants hold of ``limit`` now."""
+        return sum(v.get(limit, 0) for pid, v in self._held.items() if within(self.group_of(pid), group))
+
+    def files(self, group: str) -> int:
+        """The ``files`` quota's usage: inodes charged to ``group`` and its descendants that exist
+        now (world state, counted by ``state/vfs_apply.py``: a rewind gives them back too)."""
+        return sum(n for g, n in self.k.state.world.vfs.files_of.items() if within(g, group))
 
     def check_call(self, pid: int) -> None:
         """Before every syscall of an agent: its groups' syscall rate and CPU time."""
@@ -114,7 +138,8 @@ class Quotas:
         for g in self.k.state.world.groups.chain(self.group_of(pid)):
             for limit, amount in amounts.items():
                 if limit in g.limits:
-                    n = used.get(g.name, {}).get(limit, 0)
+                    n = used.get(g.name, {}).get(limit, 0) + (self.held(g.name, limit) if self._held else 0)
+                    n += self.files(g.name) if limit == "files" else 0
                     if n + amount > g.limits[limit]:
                         raise self._exceeded(g.name, limit, n, g.limits[limit])
 
@@ -125,7 +150,10 @@ class Quotas:
         out = []
         for name, g in sorted(self.k.state.world.groups.groups.items()):
             usage = dict(used.get(name, {}))
+            for limit in sorted({limit for held in self._held.values() for limit in held}):
+                usage[limit] = usage.get(limit, 0) + self.held(name, limit)
             usage["live_processes"] = sum(1 for p in alive if within(p.group, name))
+            usage["files"] = self.files(name)
             members = sorted(p.pid for p in alive if p.group == name)
             out.append(
                 {"name": name, "parent": g.parent, "limits": g.limits, "usage": usage, "members": members}

@@ -3,7 +3,8 @@
 Read it top to bottom (as xv6's syscall.c). Every row names the resource and the right a caller
 must hold a capability for (``agentos/caps/pattern.py``); the dispatcher checks it before the
 handler runs, deny by default. The resource is fixed (``sys:proc``) or computed from the
-validated arguments (``proc:<pid>`` for kill, ``fs:<path>`` for a file), and so may the right
+validated arguments (``proc:<pid>`` for kill, ``fs:<path>`` for a file: the *physical* path, symlinks
+and ``..`` resolved in the tree, ``kernel/fsaccess.py``), and so may the right
 (``right_for``: ``open`` needs ``write`` when it may change the file, else ``read``). ``journal`` says what an agent's call leaves in
 its journal: ``result`` (a ``sys.done`` record carrying the result), ``counter`` (nothing:
 the result is fixed for the caller, so only the call counter advances), ``secret`` (a reference
@@ -18,14 +19,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.abi import syscalls as sc
-from agentos.kernel import sysadmin, syscap, sysfd, sysfile, sysproc, syssecret
+from agentos.kernel import (
+    sysadmin,
+    syscap,
+    sysfd,
+    sysfile,
+    syslink,
+    sysproc,
+    syssecret,
+    systxn,
+    sysversion,
+    syswatch,
+)
+from agentos.kernel.fsaccess import FsPath
 
 
 @dataclass(frozen=True, slots=True)
 class Syscall:
     name: str
     schema: type[sc.Args]
-    resource: str | Callable[[Any], str]  # fixed, or computed from the validated arguments
+    resource: str | Callable[[Any], str]  # fixed, or computed from the validated arguments (FsPath: a path)
     right: str
     handler: Callable[..., Any]
     journal: str = "result"
@@ -49,7 +62,9 @@ PROC, TIME, RANDOM, CONSOLE, CAP, FD, ADMIN = (
     "sys:fd",
     "admin",
 )
-FS, RENAMED = sysfile.path_resource, sysfile.rename_resource  # fs:<normalised path>
+# fs:<the physical path> (kernel/fsaccess.py): symlinks followed as the call follows them
+FS, NAME, STAT = FsPath(), FsPath(follow=False), FsPath(follow=None)  # NAME: a final symlink itself
+SRC = FsPath("src", follow=False)  # rename's and link's; their handlers check dst
 
 SYSCALLS: dict[str, Syscall] = _table(
     # processes
@@ -70,18 +85,41 @@ SYSCALLS: dict[str, Syscall] = _table(
     # console
     Syscall("write_console", sc.WriteConsoleArgs, CONSOLE, "write", sysproc.sys_write_console),
     # files (by path: fs:<path>; by fd: sys:fd, then the mode the fd was opened with)
-    Syscall("mkdir", sc.MkdirArgs, FS, "write", sysfile.sys_mkdir),
+    Syscall("mkdir", sc.MkdirArgs, NAME, "write", sysfile.sys_mkdir),
     Syscall("open", sc.OpenArgs, FS, "write", sysfile.sys_open, right_for=sysfile.open_right),
     Syscall("write", sc.WriteArgs, FD, "use", sysfd.sys_write),
     Syscall("read", sc.ReadArgs, FD, "use", sysfd.sys_read),
     Syscall("seek", sc.SeekArgs, FD, "use", sysfd.sys_seek),
     Syscall("fsync", sc.FdArgs, FD, "use", sysfd.sys_fsync),
     Syscall("close", sc.FdArgs, FD, "use", sysfd.sys_close),
-    Syscall("stat", sc.PathArgs, FS, "list", sysfile.sys_stat),
+    Syscall("stat", sc.StatArgs, STAT, "list", sysfile.sys_stat),
     Syscall("readdir", sc.PathArgs, FS, "list", sysfile.sys_readdir),
-    Syscall("unlink", sc.PathArgs, FS, "write", sysfile.sys_unlink),
-    Syscall("rmdir", sc.PathArgs, FS, "write", sysfile.sys_rmdir),
-    Syscall("rename", sc.RenameArgs, RENAMED, "write", sysfile.sys_rename),
+    Syscall("unlink", sc.PathArgs, NAME, "write", sysfile.sys_unlink),
+    Syscall("rmdir", sc.PathArgs, NAME, "write", sysfile.sys_rmdir),
+    Syscall("rename", sc.RenameArgs, SRC, "write", sysfile.sys_rename),
+    Syscall("dup", sc.FdArgs, FD, "use", sysfd.sys_dup),
+    Syscall("dup2", sc.Dup2Args, FD, "use", sysfd.sys_dup2),
+    Syscall("ftruncate", sc.FtruncateArgs, FD, "use", sysfd.sys_ftruncate),
+    Syscall("truncate", sc.TruncateArgs, FS, "write", syslink.sys_truncate),
+    Syscall("link", sc.LinkArgs, SRC, "write", syslink.sys_link),
+    Syscall("symlink", sc.SymlinkArgs, NAME, "write", syslink.sys_symlink),
+    Syscall("readlink", sc.PathArgs, NAME, "list", syslink.sys_readlink),
+    Syscall("chmod", sc.ChmodArgs, FS, "write", syslink.sys_chmod),
+    Syscall("watch", sc.WatchArgs, FS, "list", syswatch.sys_watch),
+    Syscall(
+        "fs_transaction",
+        sc.FsTransactionArgs,
+        systxn.txn_resource,
+        "write",
+        systxn.sys_fs_transaction,
+        right_for=systxn.txn_right,
+    ),
+    # a file's past (kernel/sysversion.py): history and old bytes need read, a restore write;
+    # an undo needs undo on proc:<pid>, then write on each path it changes
+    Syscall("fs_history", sc.FsHistoryArgs, FS, "read", sysversion.sys_fs_history),
+    Syscall("fs_read_version", sc.FsReadVersionArgs, FS, "read", sysversion.sys_fs_read_version),
+    Syscall("fs_restore", sc.FsRestoreArgs, FS, "write", sysversion.sys_fs_restore),
+    Syscall("fs_undo", sc.FsUndoArgs, sysversion.undo_resource, "undo", sysversion.sys_fs_undo),
     # capabilities
     Syscall("cap_list", sc.NoArgs, CAP, "list", syscap.sys_cap_list),
     Syscall("cap_delegate", sc.CapDelegateArgs, CAP, "delegate", syscap.sys_cap_delegate),

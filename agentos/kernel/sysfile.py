@@ -4,10 +4,11 @@ bytes and versions in ``filedata.py``.
 
 Each handler reads state and returns ``Done(result, events, blobs)``; it mutates nothing.
 
-Capabilities: path calls name ``fs:<normalised path>`` (``rename`` checks the destination too, in
-the handler). Directories cannot be opened (EISDIR; ``readdir`` lists them). Capability paths are
-normalised lexically (``..`` removed before the check); with no symlink syscall yet, the lexical
-path and the resolved one name the same inode.
+Capabilities: path calls name ``fs:<physical path>`` — symlinks and ``..`` resolved in the tree as
+the call resolves them (``kernel/fsaccess.py``); ``rename`` checks the destination too, in the
+handler. Mode bits and the ``files`` quota are checked here, by ``fsaccess``. Directories cannot
+be opened (EISDIR; ``readdir`` lists them). ``open`` with ``create`` through a dangling symlink
+creates what it names, as POSIX (EEXIST with ``exclusive``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from agentos.abi import syscalls as sc
 from agentos.errors import Conflict, InvalidArgument, NotFound
+from agentos.kernel import fsaccess
 from agentos.kernel.calls import Caller, Done
+from agentos.kernel.fsaccess import R, W
+from agentos.kernel.vfs import mounts
+from agentos.kernel.vfs.mountfs import Open
 from agentos.state import events as ev
 from agentos.state import vfs
 from agentos.state.vfs import APPEND, DIR, FILE, READ, WRITE, FileSystem, Inode, OpenFile
@@ -35,16 +40,9 @@ _WRITING = frozenset({"write", "append", "create", "truncate"})
 
 
 def fs_path(path: str) -> str:
-    """``path`` normalised lexically (``.``, ``..`` and repeated slashes gone), as a capability names it."""
+    """``path`` normalised lexically (``.``, ``..`` and repeated slashes gone): where a mount
+    routes it. A capability is checked on ``fsaccess.canonical`` of it instead."""
     return "/" + posixpath.normpath("/" + path).lstrip("/")
-
-
-def path_resource(a: Any) -> str:
-    return f"fs:{fs_path(a.path)}"
-
-
-def rename_resource(a: Any) -> str:
-    return f"fs:{fs_path(a.src)}"
 
 
 def open_right(a: Any) -> str:
@@ -83,7 +81,7 @@ def open_fd(k: Kernel, c: Caller, fd: int, need: int = 0) -> tuple[OpenFile, Ino
 # -- path calls -------------------------------------------------------------------------------------------
 
 
-def _new_name(fs: FileSystem, path: str) -> tuple[Inode, str]:
+def free_name(fs: FileSystem, path: str) -> tuple[Inode, str]:
     """The directory that would hold a new ``path`` and its name; EEXIST if the name is taken."""
     with paths():
         parent, name = fs.parent_of(path)
@@ -93,7 +91,7 @@ def _new_name(fs: FileSystem, path: str) -> tuple[Inode, str]:
     return holder, name
 
 
-def _entry(fs: FileSystem, path: str) -> tuple[Inode, str, Inode]:
+def lookup_entry(fs: FileSystem, path: str) -> tuple[Inode, str, Inode]:
     """An existing name: its directory, the name and the inode it names (not following it)."""
     with paths():
         parent, name = fs.parent_of(path)
@@ -105,11 +103,10 @@ def _entry(fs: FileSystem, path: str) -> tuple[Inode, str, Inode]:
 
 
 def sys_mkdir(k: Kernel, c: Caller, a: sc.MkdirArgs) -> Done:
-    holder, name = _new_name(k.state.world.vfs, a.path)
-    ino = k.state.ledger.next_ino
-    return Done(
-        None, [ev.VfsCreated(parent=holder.ino, name=name, ino=ino, kind=DIR, mode=a.mode, pid=c.pid)]
-    )
+    if (r := mounts.route(k, c, a.path, follow=False)) is not None:
+        return r.fs.mkdir(r, a.mode)
+    holder, name = free_name(k.state.world.vfs, a.path)
+    return Done(None, [fsaccess.new_inode(k, c, a.path, holder, name, DIR, a.mode)])
 
 
 def sys_open(k: Kernel, c: Caller, a: sc.OpenArgs) -> Done:
@@ -120,13 +117,15 @@ def sys_open(k: Kernel, c: Caller, a: sc.OpenArgs) -> Done:
         raise InvalidArgument("truncate needs write or append")
     if "exclusive" in flags and "create" not in flags:
         raise InvalidArgument("exclusive needs create")
-    if writing and "read" in flags and c.kind != "kernel":  # the row checked write; reading needs read too
-        k.authority.authorise(c, "open", path_resource(a), "read")
+    if writing and "read" in flags:  # the row checked write; reading needs read too
+        fsaccess.authorise(k, c, "open", a.path, "read")
     mode = (READ if "read" in flags or not writing else 0) | (WRITE if writing else 0)
     mode |= APPEND if "append" in flags else 0
     fd = fs.lowest_free_fd(c.pid)
     if fd >= vfs.FIRST_FD + MAX_FDS:
         raise InvalidArgument(f"process {c.pid} has {MAX_FDS} files open", code="EMFILE")
+    if (r := mounts.route(k, c, a.path)) is not None:
+        return r.fs.open(r, Open(fd, frozenset(flags), mode, a.mode))
     events: list[ev.Payload] = []
     try:
         with paths():
@@ -136,9 +135,15 @@ def sys_open(k: Kernel, c: Caller, a: sc.OpenArgs) -> Done:
             raise
         if a.path.endswith("/"):
             raise InvalidArgument(f"{a.path} names a directory", code="EISDIR") from None
-        holder, name = _new_name(fs, a.path)
-        ino = k.state.ledger.next_ino
-        events.append(ev.VfsCreated(parent=holder.ino, name=name, ino=ino, kind=FILE, mode=a.mode, pid=c.pid))
+        where = a.path
+        if fs.lookup(a.path, follow=False) is not None:  # a dangling symlink: create what it names
+            if "exclusive" in flags:
+                raise Conflict(f"{a.path} exists (a symlink)", code="EEXIST") from None
+            where = fsaccess.canonical(k, a.path)
+        holder, name = free_name(fs, where)
+        created = fsaccess.new_inode(k, c, a.path, holder, name, FILE, a.mode)
+        ino = created.ino
+        events.append(created)
     else:
         if "exclusive" in flags:
             raise Conflict(f"{a.path} exists", code="EEXIST")
@@ -147,50 +152,63 @@ def sys_open(k: Kernel, c: Caller, a: sc.OpenArgs) -> Done:
             raise InvalidArgument(f"{a.path} is a directory (use readdir)", code="EISDIR")
         if node.kind != FILE:
             raise InvalidArgument(f"{a.path} is a {node.kind}, not a file")
+        fsaccess.need(c, node, (R if mode & READ else 0) | (W if mode & WRITE else 0), a.path)
         if "truncate" in flags and node.pending_size:
             events.append(ev.VfsTruncated(ino=ino, size=0, pid=c.pid))
     events.append(ev.VfsOpened(pid=c.pid, fd=fd, ino=ino, flags=mode))
     return Done(fd, events)
 
 
-def sys_stat(k: Kernel, c: Caller, a: sc.PathArgs) -> Done:
+def sys_stat(k: Kernel, c: Caller, a: sc.StatArgs) -> Done:
+    if (r := mounts.route(k, c, a.path, follow=a.follow)) is not None:
+        return Done(r.fs.stat(r))
     fs = k.state.world.vfs
     with paths():
-        node = fs.inodes[fs.resolve(a.path)]
-    return Done(
-        {
-            "ino": node.ino,
-            "kind": node.kind,
-            "size": node.pending_size,
-            "mode": node.mode,
-            "nlink": node.nlink,
-            "mtime_ns": node.mtime_ns,
-            "version_seq": node.version_seq,
-        }
-    )
+        node = fs.inodes[fs.resolve(a.path, follow=a.follow)]
+    out = {
+        "ino": node.ino,
+        "kind": node.kind,
+        "size": node.pending_size,
+        "mode": node.mode,
+        "nlink": node.nlink,
+        "mtime_ns": node.mtime_ns,
+        "version_seq": node.version_seq,
+    }
+    return Done(out | {"target": node.target} if node.kind == vfs.SYMLINK else out)
 
 
 def sys_readdir(k: Kernel, c: Caller, a: sc.PathArgs) -> Done:
+    if (r := mounts.route(k, c, a.path)) is not None:
+        return Done(r.fs.readdir(r))
     fs = k.state.world.vfs
     with paths():
-        return Done(fs.listdir(fs.resolve(a.path)))
+        ino = fs.resolve(a.path)
+        names = fs.listdir(ino)
+    fsaccess.need(c, fs.inodes[ino], R, a.path)
+    return Done(mounts.listing(k, c, a.path, names))
 
 
 def sys_unlink(k: Kernel, c: Caller, a: sc.PathArgs) -> Done:
-    holder, name, node = _entry(k.state.world.vfs, a.path)
+    if (r := mounts.route(k, c, a.path, follow=False)) is not None:
+        return r.fs.unlink(r)
+    holder, name, node = lookup_entry(k.state.world.vfs, a.path)
     if node.kind == DIR:
         raise InvalidArgument(f"{a.path} is a directory (use rmdir)", code="EISDIR")
     if a.path.endswith("/"):
         raise InvalidArgument(f"{a.path} is not a directory", code="ENOTDIR")
+    fsaccess.need(c, holder, W, f"{a.path}: its directory")
     return Done(None, [ev.VfsUnlinked(parent=holder.ino, name=name, ino=node.ino, pid=c.pid)])
 
 
 def sys_rmdir(k: Kernel, c: Caller, a: sc.PathArgs) -> Done:
-    holder, name, node = _entry(k.state.world.vfs, a.path)
+    if (r := mounts.route(k, c, a.path, follow=False)) is not None:
+        return r.fs.rmdir(r)
+    holder, name, node = lookup_entry(k.state.world.vfs, a.path)
     if node.kind != DIR:
         raise InvalidArgument(f"{a.path} is not a directory", code="ENOTDIR")
     if node.entries:
         raise Conflict(f"{a.path} is not empty", code="ENOTEMPTY")
+    fsaccess.need(c, holder, W, f"{a.path}: its directory")
     return Done(None, [ev.VfsRmdir(parent=holder.ino, name=name, ino=node.ino, pid=c.pid)])
 
 
@@ -208,9 +226,10 @@ def _inside(fs: FileSystem, ino: int, ancestor: int) -> bool:
 
 def sys_rename(k: Kernel, c: Caller, a: sc.RenameArgs) -> Done:
     fs = k.state.world.vfs
-    if c.kind != "kernel":  # the row checked the source
-        k.authority.authorise(c, "rename", f"fs:{fs_path(a.dst)}", "write")
-    src, name, node = _entry(fs, a.src)
+    fsaccess.authorise(k, c, "rename", a.dst, "write", follow=False)  # the row checked the source
+    if (moved := mounts.rename(k, c, a.src, a.dst)) is not None:
+        return moved
+    src, name, node = lookup_entry(fs, a.src)
     with paths():
         parent, new_name = fs.parent_of(a.dst)
     dst = fs.inodes[parent]
@@ -230,6 +249,8 @@ def sys_rename(k: Kernel, c: Caller, a: sc.RenameArgs) -> Done:
             raise InvalidArgument(f"{a.dst} is not a directory", code="ENOTDIR")
         if victim.entries:
             raise Conflict(f"{a.dst} is not empty", code="ENOTEMPTY")
+    fsaccess.need(c, src, W, f"{a.src}: its directory")
+    fsaccess.need(c, dst, W, f"{a.dst}: its directory")
     renamed = ev.VfsRenamed(
         parent=src.ino,
         name=name,

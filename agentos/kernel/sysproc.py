@@ -16,6 +16,7 @@ from agentos.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from agentos.kernel import filedata, progload
 from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.quota import validate_limits
+from agentos.kernel.vfs import view
 from agentos.state import events as ev
 from agentos.state.groups import ROOT as ROOT_GROUP
 from agentos.state.proc import DEAD, STOPPED, ZOMBIE, Process
@@ -134,8 +135,9 @@ def sys_spawn(k: Kernel, c: Caller, a: sc.SpawnArgs) -> Done:
         package=prog.package,
         caps_opaque=a.opaque or parent.caps_opaque or (c.kind == "session" and k.policy.opaque),
         group=group,
+        root=(root := view.spawn_root(k, c, parent, a.root)),
     )
-    grants = child_grants(k, c, pid, a.caps)
+    grants = view.reroot(child_grants(k, c, pid, a.caps), root)
     return Done(pid, [*group_events, spawned, *grants], {code: prog.source})
 
 

@@ -29,13 +29,19 @@ __all__ = [
     "cap_request",
     "cap_revoke",
     "cap_transfer",
+    "chmod",
     "close",
     "continue_as_new",
+    "dup",
+    "dup2",
     "exit",
+    "fs_transaction",
     "fsync",
+    "ftruncate",
     "getpid",
     "getppid",
     "kill",
+    "link",
     "mkdir",
     "monotonic",
     "open",
@@ -43,6 +49,7 @@ __all__ = [
     "random",
     "read",
     "readdir",
+    "readlink",
     "rename",
     "rmdir",
     "sched_yield",
@@ -51,10 +58,13 @@ __all__ = [
     "sleep",
     "spawn",
     "stat",
+    "symlink",
     "syscall",
     "time",
+    "truncate",
     "unlink",
     "wait",
+    "watch",
     "write",
     "write_console",
 ]
@@ -75,14 +85,19 @@ async def spawn(
     caps: list[dict[str, Any]] | None = None,
     opaque: bool = False,
     limits: dict[str, float] | None = None,
+    root: str | None = None,
 ) -> int:
     """Start a child agent (``file.py``, ``file.py:func`` or ``module:func``); return its pid.
 
     The child inherits every capability this agent holds unless ``caps`` lists the ones it gets,
     each narrowed from one held (see ``cap``); ``opaque`` children cannot list what they hold.
     ``limits`` (e.g. ``{"spawns": 10, "console_bytes": 1e6}``) puts it in a new resource group under
-    this agent's, whose own limits still apply."""
+    this agent's, whose own limits still apply. ``root`` (a directory this agent may list) becomes
+    the child's ``/``, with its own ``/tmp``, ``/proc`` and ``/dev``; its file capabilities are
+    narrowed to that subtree."""
     args: dict[str, Any] = {"target": target, "argv": list(argv)}
+    if root is not None:
+        args["root"] = root
     if name is not None:
         args["name"] = name
     if caps is not None:
@@ -243,9 +258,10 @@ async def close(fd: int) -> None:
     await trap("close", {"fd": fd})
 
 
-async def stat(path: str) -> dict[str, Any]:
-    """``{ino, kind, size, mode, nlink, mtime_ns, version_seq}``."""
-    return await trap("stat", {"path": path})
+async def stat(path: str, follow: bool = True) -> dict[str, Any]:
+    """``{ino, kind, size, mode, nlink, mtime_ns, version_seq}``, and ``target`` for a symlink;
+    ``follow=False`` describes a final symlink itself (lstat)."""
+    return await trap("stat", {"path": path, "follow": follow})
 
 
 async def readdir(path: str) -> list[str]:
@@ -263,3 +279,75 @@ async def rmdir(path: str) -> None:
 
 async def rename(src: str, dst: str) -> None:
     await trap("rename", {"src": src, "dst": dst})
+
+
+async def dup(fd: int) -> int:
+    """A new fd (the lowest free) on the same open file: the two share the offset."""
+    return await trap("dup", {"fd": fd})
+
+
+async def dup2(fd: int, new_fd: int) -> int:
+    """Make ``new_fd`` share ``fd``'s open file, closing ``new_fd`` first if it is open."""
+    return await trap("dup2", {"fd": fd, "new_fd": new_fd})
+
+
+async def ftruncate(fd: int, size: int) -> None:
+    """Set the size of the file open for writing at ``fd`` (pending until close/fsync, as a write)."""
+    await trap("ftruncate", {"fd": fd, "size": size})
+
+
+async def truncate(path: str, size: int) -> None:
+    """Set the size of the file at ``path`` (growing reads as zeros); a new version at once."""
+    await trap("truncate", {"path": path, "size": size})
+
+
+async def link(src: str, dst: str) -> None:
+    """A second name ``dst`` for the file ``src`` (a hard link; not for directories)."""
+    await trap("link", {"src": src, "dst": dst})
+
+
+async def symlink(target: str, path: str) -> None:
+    """A symlink at ``path`` whose content is ``target`` (resolved when used, relative to ``path``'s directory)."""
+    await trap("symlink", {"target": target, "path": path})
+
+
+async def readlink(path: str) -> str:
+    """The target of the symlink at ``path``."""
+    return await trap("readlink", {"path": path})
+
+
+async def chmod(path: str, mode: int) -> None:
+    """Set the mode bits (for agents, the owner's read and write bits are enforced)."""
+    await trap("chmod", {"path": path, "mode": mode})
+
+
+async def watch(
+    path: str,
+    *,
+    since: int | None = None,
+    recursive: bool = False,
+    timeout: float | None = None,
+    limit: int = 1000,
+) -> dict[str, Any]:
+    """Wait for changes at ``path`` (a directory: and its entries; ``recursive``: everything below)
+    after seq ``since`` (None: from now); ``timeout`` None waits for ever, 0 does not wait.
+    Returns ``{changes, next, lost, more}``: each change ``{seq, op, path, kind, pid}`` (``op``:
+    created, written, truncated, version, unlinked, linked, renamed (with ``from``), chmod); pass
+    ``next`` as ``since`` next time. ``lost``: changes were missed (a reboot, or too far behind):
+    rescan, then go on from ``next``."""
+    args: dict[str, Any] = {"path": path, "recursive": recursive, "limit": limit}
+    if since is not None:
+        args["since"] = since
+    if timeout is not None:
+        args["timeout"] = timeout
+    return await trap("watch", args)
+
+
+async def fs_transaction(ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several changes that land as one, or not at all. ``ops``, in order, each seeing the ones
+    before: ``{"op": "write", "path", "data"[, "append"]}`` (replaces the content and cuts a
+    version), ``{"op": "mkdir", "path"}``, ``{"op": "unlink", "path"}``, ``{"op": "rmdir", "path"}``,
+    ``{"op": "rename", "src", "dst"}``. The first failing op's error is raised (its message names
+    the op's index) and nothing changed. Returns ``{correlation, ops, first_seq, last_seq}``: the
+    id its events share (to undo it whole) and their seq range."""
+    return await trap("fs_transaction", {"ops": list(ops)})

@@ -20,12 +20,14 @@ from agentos.state.vfs_events import (  # the file system's kinds, re-exported: 
     VfsDup,
     VfsLinked,
     VfsMkfs,
+    VfsMounted,
     VfsOffset,
     VfsOpened,
     VfsRenamed,
     VfsRmdir,
     VfsTruncated,
     VfsUnlinked,
+    VfsUnmounted,
     VfsVersion,
     VfsWrote,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "VfsRenamed",
     "VfsRmdir",
     "VfsChmod",
+    "VfsMounted",
+    "VfsUnmounted",
 ]
 
 
@@ -89,6 +93,7 @@ class ProcSpawned(Payload):
     package: str = ""
     caps_opaque: bool = False  # it may use its capabilities but not list them
     group: str = ""  # its resource group; "" = its parent's
+    root: str = ""  # its file system root, a directory of the versioned tree ("" = "/"; kernel/vfs/view.py)
 
 
 UPCASTERS[("proc.spawned", 1)] = lambda raw: raw  # v1 had no caps_opaque: the default fills it

@@ -3,7 +3,8 @@
 The tree and the limits are world state (a rewind undoes a group created after the target);
 what was *consumed* — spawns, bytes written and stored, CPU, LLM tokens and spend — is counted in
 the ledger (``Usage``), charged to the group and every ancestor, so a limit holds for a group and
-all its descendants and no rewind refunds anything. Live processes are counted from the world.
+all its descendants and no rewind refunds anything. Live processes, and the files that exist
+(``FileSystem.files_of``, the ``files`` quota), are counted from the world.
 
 Group names are paths (``/``, ``/agent-7``, ``/agent-7/12``) built from pids, which are never
 reused, so no name is ever reused either.
@@ -28,7 +29,8 @@ LIMITS = {
     "console_bytes": "console bytes written, ever",
     "file_bytes": "file bytes written, ever (counted by the file system)",
     "stored_bytes": "bytes the kernel stored for it, ever (its console output, new file chunks)",
-    "memory_bytes": "memory the kernel holds for it (counted by the memory manager)",
+    "files": "files, directories and symlinks it created that exist now",
+    "memory_bytes": "memory the kernel holds for it now (its private /tmp)",
     "cpu_seconds": "CPU seconds of its in-kernel steps, ever",
     "llm_tokens_in": "LLM prompt tokens, ever (counted by the LLM core)",
     "llm_tokens_out": "LLM completion tokens, ever (counted by the LLM core)",

@@ -60,6 +60,7 @@ class Process(msgspec.Struct, kw_only=True):
     resume_failures: int = 0
     caps_opaque: bool = False
     group: str = "/"  # its resource group
+    root: str = ""  # the directory it sees as "/" ("" = the real root; kernel/vfs/view.py)
     kill_at_ns: int | None = None  # a pending KILL at the end of a TERM's grace period
     cancel_pending: str | None = None  # a TERM/INT/HUP not yet raised in the agent
     signals: dict[str, int] = {}
@@ -99,6 +100,7 @@ def _spawned(t: ProcessTable, seq: int, ts: int, e: ev.ProcSpawned) -> None:
         package=e.package,
         caps_opaque=e.caps_opaque,
         group=e.group or (parent.group if parent is not None else "/"),
+        root=e.root,
         created_seq=seq,
         created_ts=ts,
     )

@@ -18,7 +18,9 @@ non-empty one), is a no-op. The invariants:
   an unlinked file stays readable and writable through its fds until the last close);
 - an open file (POSIX's open file description: ino, flags, offset) is shared by the fds that
   ``dup`` made, so they share the offset; its id is the seq of its ``vfs.opened`` event (unique and
-  deterministic: no counter needed); it is dropped when its last fd closes.
+  deterministic: no counter needed); it is dropped when its last fd closes;
+- ``files_of[group]`` is the number of live inodes whose ``group`` is that resource group (the
+  ``files`` quota): world state, so a rewind that removes files gives their count back too.
 
 A file's content is its last version (``manifest``, ``size``) plus ``pending``: the writes and
 truncates since that version, in order; ``pending_size`` is the size readers see. fds start at
@@ -26,6 +28,9 @@ truncates since that version, in order; ``pending_size`` is the size readers see
 """
 
 from __future__ import annotations
+
+import posixpath
+from collections.abc import Container
 
 import msgspec
 
@@ -35,6 +40,11 @@ READ, WRITE, APPEND = 1, 2, 4  # OpenFile.flags bits
 ROOT_INO = 1  # the root's number at first boot (the ledger's first inode)
 FIRST_FD = 3  # the lowest fd handed out
 MAX_SYMLINK_HOPS = 40  # as Linux's MAXSYMLINKS
+
+
+def lexical(path: str) -> str:
+    """``path`` normalised by its text alone (``.``, ``..``, repeated slashes), made absolute."""
+    return "/" + posixpath.normpath("/" + path).lstrip("/")
 
 
 class PathError(Exception):
@@ -83,10 +93,13 @@ class Inode(msgspec.Struct, kw_only=True):
     ctime_ns: int = 0
     created_by: int = 0
     created_seq: int = 0
+    group: str = ""  # the resource group charged for it (the files quota), "" none
 
 
 class OpenFile(msgspec.Struct, kw_only=True):
-    """An open file description, shared by the fds that ``dup`` made."""
+    """An open file description, shared by the fds that ``dup`` made. On a mounted file system
+    (``mount`` set: /dev, /proc, a private /tmp, a host mount) ``ino`` is 0 and ``path`` is the
+    file's path inside the mount; its bytes are the kernel's (``kernel/vfs/mounts.py``)."""
 
     id: int  # seq of its vfs.opened event
     pid: int  # who opened it
@@ -94,6 +107,18 @@ class OpenFile(msgspec.Struct, kw_only=True):
     flags: int  # READ | WRITE | APPEND
     offset: int = 0
     refs: int = 1  # fds naming it
+    mount: str = ""  # the mount point ("/dev"), "" for the versioned tree
+    path: str = ""  # inside the mount ("/null")
+
+
+class Mount(msgspec.Struct, kw_only=True, frozen=True):
+    """A file system mounted in the world (a host directory): world state, so a rewind sees it.
+    The kernel's own mounts (/proc, /dev, the private /tmp) are not here: they are always there."""
+
+    kind: str  # which file system serves it (``kernel/vfs/mounts.py``: KINDS)
+    source: str = ""  # what it serves (a host directory)
+    readonly: bool = False
+    pid: int = 0  # who mounted it
 
 
 class FileSystem(msgspec.Struct):
@@ -101,6 +126,8 @@ class FileSystem(msgspec.Struct):
     inodes: dict[int, Inode] = {}
     files: dict[int, OpenFile] = {}  # open file id -> open file
     fds: dict[int, dict[int, int]] = {}  # pid -> fd -> open file id (a pid with no fd has no table)
+    mounts: dict[str, Mount] = {}  # mount point (a normalised absolute path) -> what is mounted there
+    files_of: dict[str, int] = {}  # resource group -> inodes charged to it that exist (the files quota)
 
     # -- pure reads for the syscall layer ------------------------------------------------------------
 
@@ -162,6 +189,50 @@ class FileSystem(msgspec.Struct):
             return self.resolve(path, follow=follow)
         except PathError:
             return None
+
+    def canonical(self, path: str, *, follow: bool = True, stops: Container[str] = ()) -> str:
+        """The physical path ``path`` names, as capabilities are checked on it: components walked as
+        ``resolve`` walks them (symlinks followed — a final one only if ``follow`` or the path ends
+        in "/" — and ``..`` taken physically, after them), so the result holds no symlink, ``.`` or
+        ``..``. What does not resolve (a name not there yet, a loop) is kept lexically after the
+        part that did, as is everything below a mount point (``stops``, and the world's mounts):
+        another file system resolves those. Never raises."""
+        if not path.startswith("/") or self.root not in self.inodes:
+            return lexical(path)
+        must_dir = path.endswith(("/", "/.", "/.."))
+        todo = [p for p in reversed(path.split("/")) if p]
+        names: list[str] = []
+        inos = [self.root]
+        hops = 0
+        while todo:
+            name = todo.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if names:  # a directory has one name: its parent is the one above it
+                    names.pop()
+                    inos.pop()
+                continue
+            node = self.inodes.get(inos[-1])
+            child_ino = node.entries.get(name) if node is not None and node.kind == DIR else None
+            child = self.inodes.get(child_ino) if child_ino is not None else None
+            at = "/" + "/".join((*names, name))
+            if child is None or at in stops or at in self.mounts:
+                todo.append(name)
+                break
+            if child.kind == SYMLINK and (todo or follow or must_dir):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS or not child.target:
+                    todo.append(name)
+                    break
+                if child.target.startswith("/"):
+                    names, inos = [], [self.root]
+                must_dir = must_dir or (not todo and child.target.endswith("/"))
+                todo.extend(p for p in reversed(child.target.split("/")) if p)
+                continue
+            names.append(name)
+            inos.append(child.ino)
+        return lexical("/" + "/".join((*names, *reversed(todo))))
 
     def parent_of(self, path: str) -> tuple[int, str]:
         """The directory that holds (or would hold) ``path``'s last component, and that name.

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentos.state import events as ev
-from agentos.state.vfs import DIR, FILE, KINDS, SYMLINK, FileSystem, Inode, OpenFile, PendingWrite
+from agentos.state.vfs import DIR, FILE, KINDS, SYMLINK, FileSystem, Inode, Mount, OpenFile, PendingWrite
 
 
 def _live_dir(fs: FileSystem, ino: int) -> Inode | None:
@@ -22,6 +22,12 @@ def _touch(node: Inode, ts: int) -> None:
 def _maybe_free(fs: FileSystem, node: Inode) -> None:
     if node.nlink <= 0 and node.opens <= 0 and node.ino != fs.root:
         del fs.inodes[node.ino]
+        if node.group:  # the files quota: its count goes back to the group charged for it
+            left = fs.files_of.get(node.group, 0) - 1
+            if left > 0:
+                fs.files_of[node.group] = left
+            else:
+                fs.files_of.pop(node.group, None)
 
 
 def _remove_name(fs: FileSystem, parent: Inode, name: str, ts: int) -> None:
@@ -95,13 +101,22 @@ def _created(fs: FileSystem, seq: int, ts: int, e: ev.VfsCreated) -> None:
         ctime_ns=ts,
         created_by=e.pid,
         created_seq=seq,
+        group=e.group,
     )
+    if e.group:
+        fs.files_of[e.group] = fs.files_of.get(e.group, 0) + 1
     parent.entries[e.name] = e.ino
     parent.nlink += int(is_dir)  # the new directory's ".."
     _touch(parent, ts)
 
 
 def _opened(fs: FileSystem, seq: int, ts: int, e: ev.VfsOpened) -> None:
+    if e.mount:  # a file on a mounted file system: no inode here, only the fd
+        if seq not in fs.files:
+            _close(fs, e.pid, e.fd)
+            fs.files[seq] = OpenFile(id=seq, pid=e.pid, ino=0, flags=e.flags, mount=e.mount, path=e.path)
+            fs.fds.setdefault(e.pid, {})[e.fd] = seq
+        return
     if e.ino not in fs.inodes or seq in fs.files:
         return
     _close(fs, e.pid, e.fd)  # never emitted over an open fd; if it were, that fd is replaced
@@ -223,6 +238,15 @@ def _chmod(fs: FileSystem, seq: int, ts: int, e: ev.VfsChmod) -> None:
         node.mode, node.ctime_ns = e.mode, ts
 
 
+def _mounted(fs: FileSystem, seq: int, ts: int, e: ev.VfsMounted) -> None:
+    if e.path not in fs.mounts:  # one file system per mount point: unmount first
+        fs.mounts[e.path] = Mount(kind=e.kind, source=e.source, readonly=e.readonly, pid=e.pid)
+
+
+def _unmounted(fs: FileSystem, seq: int, ts: int, e: ev.VfsUnmounted) -> None:
+    fs.mounts.pop(e.path, None)
+
+
 def _reaped(fs: FileSystem, seq: int, ts: int, e: ev.ProcReaped) -> None:
     """A reaped process's files are closed (the kernel cuts their versions at exit; this frees)."""
     for fd in sorted(fs.fds.get(e.pid, {})):
@@ -244,5 +268,7 @@ VFS_APPLY: dict[type, Callable[[FileSystem, int, int, Any], None]] = {
     ev.VfsLinked: _linked,
     ev.VfsRenamed: _renamed,
     ev.VfsChmod: _chmod,
+    ev.VfsMounted: _mounted,
+    ev.VfsUnmounted: _unmounted,
     ev.ProcReaped: _reaped,
 }

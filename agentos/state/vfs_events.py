@@ -27,15 +27,18 @@ class VfsCreated(Payload):
     mode: int
     pid: int
     target: str = ""  # a symlink's target
+    group: str = ""  # the resource group charged for the new inode (the files quota), "" none
 
 
 @event("vfs.opened")
 class VfsOpened(Payload):
     pid: int
     fd: int
-    ino: int
+    ino: int  # 0 on a mounted file system
     flags: int  # state.vfs.READ | WRITE | APPEND
     offset: int = 0
+    mount: str = ""  # the mount point ("/dev"), "" for the versioned tree
+    path: str = ""  # the file's path inside the mount ("/null")
 
 
 @event("vfs.closed")
@@ -94,6 +97,7 @@ class VfsVersion(Payload):
     size: int
     pid: int
     stored: int = 0  # bytes of new blobs it stored (the manifest; chunks of a restore)
+    cause: str = ""  # close | fsync | exit | restore | undo; "" a transaction, truncate, older logs
 
 
 @event("vfs.unlinked")
@@ -137,4 +141,21 @@ class VfsRmdir(Payload):
 class VfsChmod(Payload):
     ino: int
     mode: int
+    pid: int = 0
+
+
+@event("vfs.mounted")
+class VfsMounted(Payload):
+    """A file system mounted at ``path`` (world state; the kernel's own /proc, /dev, /tmp never are)."""
+
+    path: str  # the mount point, normalised
+    kind: str
+    source: str = ""
+    readonly: bool = False
+    pid: int = 0
+
+
+@event("vfs.unmounted")
+class VfsUnmounted(Payload):
+    path: str
     pid: int = 0

@@ -25,6 +25,13 @@ from agentos.store.events import GENESIS, EventRecord, sign_head, verify_record
 
 MIN_SQLITE = (3, 51, 3)
 DURABILITY = {"normal": 1, "full": 2}
+# the file changes (store/history.py): the per-inode and per-process indexes cover these kinds only, and
+# a query uses them only when it repeats this WHERE term verbatim
+VFS_CHANGE_KINDS = (
+    *("vfs.created", "vfs.wrote", "vfs.truncated", "vfs.version", "vfs.unlinked"),
+    *("vfs.linked", "vfs.renamed", "vfs.rmdir", "vfs.chmod"),
+)
+VFS_CHANGES = f"kind IN ({', '.join(repr(kind) for kind in VFS_CHANGE_KINDS)})"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(
@@ -33,6 +40,8 @@ CREATE TABLE IF NOT EXISTS events(
   payload TEXT NOT NULL, prev_digest BLOB NOT NULL, digest BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_pid ON events(pid, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events(kind, seq);
+CREATE INDEX IF NOT EXISTS events_vfs_ino ON events(json_extract(payload, '$.ino'), seq) WHERE {changes};
+CREATE INDEX IF NOT EXISTS events_vfs_pid ON events(json_extract(payload, '$.pid'), seq) WHERE {changes};
 CREATE TABLE IF NOT EXISTS blobs(hash TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots(
   branch INTEGER NOT NULL, seq INTEGER NOT NULL, projection_version INTEGER NOT NULL,
@@ -40,7 +49,7 @@ CREATE TABLE IF NOT EXISTS snapshots(
 CREATE TABLE IF NOT EXISTS branches(
   id INTEGER PRIMARY KEY, parent INTEGER, fork_seq INTEGER, created_ts INTEGER NOT NULL, name TEXT);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB);
-"""
+""".replace("{changes}", VFS_CHANGES)
 
 _INSERT = "INSERT INTO events VALUES(?,?,?,?,?,?,?,?,CAST(? AS TEXT),?,?)"
 _COLUMNS = "seq, branch, kind, version, pid, syscall, correlation, ts, payload, prev_digest, digest"

@@ -1,4 +1,4 @@
-"""``agentos fs``: the kernel's file system from the shell (ls, cat, put, mkdir, rm, stat).
+"""``agentos fs``: the kernel's file system from the shell (ls, cat, put, mkdir, rm, stat, watch).
 
 A client of the file syscalls only (``open``/``read``/``write``/``close`` ...), over one session:
 what it writes is versioned and journaled like an agent's writes. A person's session holds root,
@@ -23,7 +23,7 @@ CHUNK = param.MAX_ARG_BYTES // 2  # bytes per read or write call (well under a f
 
 @click.group(cls=Group)
 def fs() -> None:
-    """Work with the kernel's file system (absolute paths: /tmp/notes.txt)."""
+    """Work with the kernel's file system (absolute paths: /shared/notes.txt; /tmp is each command's own)."""
 
 
 def _when(ns: int) -> str:
@@ -31,7 +31,7 @@ def _when(ns: int) -> str:
 
 
 def _row(name: str, st: dict[str, Any]) -> list[str]:
-    kind = "d" if st["kind"] == "dir" else "-"
+    kind = {"dir": "d", "chardev": "c", "symlink": "l"}.get(st["kind"], "-")
     return [f"{kind}{st['mode']:04o}", str(st["size"]), _when(st["mtime_ns"]), name]
 
 
@@ -59,15 +59,13 @@ def ls(home: str | None, as_json: bool, path: str) -> None:
 @home_option
 @click.argument("path")
 def cat(home: str | None, path: str) -> None:
-    """Write a file's current content (its last version and any pending writes) to stdout."""
+    """Write a file's current content (its last version and any pending writes) to stdout;
+    ``PATH@SEQ``: its content as of event SEQ (``agentos fs history PATH`` lists them)."""
+    from agentos.user.cli_versions import cat_version  # it adds commands to this group
+
     out = click.get_binary_stream("stdout")
     with connect(home) as c:
-        fd = c.call("open", path=path, flags=["read"])
-        try:
-            while data := c.call("read", fd=fd, n=CHUNK):
-                out.write(data)
-        finally:
-            c.call("close", fd=fd)
+        cat_version(c, path, out)
     out.flush()
 
 
@@ -133,3 +131,47 @@ def stat(home: str | None, as_json: bool, path: str) -> None:
         click.echo(f"{key + ':':<13}{st[key]}")
     click.echo(f"{'mode:':<13}{st['mode']:04o}")
     click.echo(f"{'mtime:':<13}{_when(st['mtime_ns'])}")
+
+
+def _change(ch: dict[str, Any]) -> str:
+    moved = f" (from {ch['from'] or '?'})" if ch["op"] == "renamed" else ""
+    return f"{ch['seq']:>8} {ch['op']:<9} {ch['path'] or '?'}{moved}  [{ch['kind']}, pid {ch['pid']}]"
+
+
+@fs.command()
+@home_option
+@json_option
+@click.option("-r", "--recursive", is_flag=True, help="Everything below PATH too.")
+@click.option("-n", "--count", type=int, default=0, help="Stop after this many changes (0: never).")
+@click.option("--timeout", type=float, default=None, help="Stop after this many seconds with no change.")
+@click.option("--since", type=int, default=None, help="Start after this event seq (default: now).")
+@click.argument("path")
+def watch(
+    home: str | None,
+    as_json: bool,
+    recursive: bool,
+    count: int,
+    timeout: float | None,
+    since: int | None,
+    path: str,
+) -> None:
+    """Print the changes at PATH as they land (a directory: its entries; ``-r``: everything below)."""
+    args: dict[str, Any] = {"path": path, "recursive": recursive}
+    if timeout is not None:
+        args["timeout"] = timeout
+    if since is not None:
+        args["since"] = since
+    seen = 0
+    with connect(home) as c:
+        while True:
+            got = c.call("watch", **args)
+            if got["lost"]:
+                click.echo("agentos: changes were missed (the kernel restarted?): rescan", err=True)
+            for ch in got["changes"]:
+                click.echo(json.dumps(ch) if as_json else _change(ch))
+                seen += 1
+                if count and seen >= count:
+                    return
+            if timeout is not None and not got["changes"] and not got["lost"]:
+                return
+            args["since"] = got["next"]

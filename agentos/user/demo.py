@@ -135,11 +135,18 @@ def _tour(home: Path) -> int:
     step(8, "Quotas: an agent started with a budget of 4 spawns in its resource group")
     _quotas(c)
 
-    step(9, "Files: two agents append to /tmp/notes.txt in the kernel's versioned file system")
+    step(9, "Files: two agents append to /shared/notes.txt in the kernel's versioned file system")
     for words in (("first", "note"), ("second", "note")):
         run_and_wait(c, "agentos.examples.notes", *words)
-    st = c.call("stat", path="/tmp/notes.txt")
-    say(f"   agentos fs stat /tmp/notes.txt: {st['size']} bytes, last version cut at seq {st['version_seq']}")
+    st = c.call("stat", path="/shared/notes.txt")
+    say(
+        f"   agentos fs stat /shared/notes.txt: {st['size']} bytes, last version cut at seq {st['version_seq']}"
+    )
+    say(f"   {DIM}an agent reads /proc/self/status and writes to its private /tmp (kernel memory){RESET}")
+    run_and_wait(c, "agentos.examples.scratch", "thrown", "away")
+    say(
+        f"   agentos fs ls /tmp: {c.call('readdir', path='/tmp')} (this session's own; the agent's went with it)"
+    )
 
     step(10, "The process table (ps -a)")
     for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
