@@ -194,6 +194,13 @@ class PathArgs(Args):
     path: Path
 
 
+class MountArgs(Args):
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=r"^/[^\x00]*\Z")]  # a host dir
+    path: Path  # the mount point in the tree
+    readonly: bool = False
+    kind: Literal["host"] = "host"
+
+
 class MkdirArgs(Args):
     path: Path
     mode: Mode = 0o755

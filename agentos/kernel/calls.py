@@ -57,6 +57,8 @@ class Block:
     deadline_ns: int | None = None
     on_deadline: Callable[[], Done] | None = None  # default: Done(None)
     events: list[ev.Payload] = field(default_factory=list)  # caused by the call itself (a request filed)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # written with those events
+    emitted: int = 0  # the seq of the last of ``events``, once the kernel has emitted them
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ from agentos.kernel.fsaccess import FsPath
 from agentos.kernel.quota import Quotas
 from agentos.kernel.syscall import SYSCALLS, Syscall
 from agentos.kernel.vfs import mounts, view
+from agentos.kernel.vfs.hostwriter import HostWriter
 from agentos.state import events as ev
 from agentos.state.caps import Capability
 from agentos.state.groups import ROOT as ROOT_GROUP
@@ -99,6 +100,7 @@ class Kernel:
         self.watch(authz.INVALIDATING, self.authority.on_event)
         self.watch(quota.RESHAPING, self.quotas.on_event)
         self.mounts = mounts.Mounts(self)  # /dev, /proc, the private /tmps, the handles of their open files
+        self.host = HostWriter(self)  # host-mount changes, made once their records are durable
         self.policy: Policy = default_policy()
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------
@@ -160,6 +162,7 @@ class Kernel:
     def start(self) -> None:
         """Start the async machinery (call from inside the running loop, after boot)."""
         self.committer.start()
+        self.host.committed()  # changes recorded before a restart and never made
         self._expiry_timer = asyncio.get_running_loop().call_soon(self._sweep_expiries)
 
     def _sweep_expiries(self) -> None:
@@ -280,6 +283,7 @@ class Kernel:
     def _on_committed(self, batch: list[EventRecord]) -> None:
         for inst in self.instruments:
             inst.on_committed(batch)
+        self.host.committed()
 
     def _on_commit_failure(self, exc: BaseException) -> None:
         self.fatal = exc
@@ -331,8 +335,12 @@ class Kernel:
             self.check_call(caller, row, args)
         outcome = row.handler(self, caller, args)
         if isinstance(outcome, Block) and outcome.events:
-            self.emit_all(
-                outcome.events, caller.pid, syscall=caller.syscall_id, correlation=caller.correlation
+            outcome.emitted = self.emit_all(
+                outcome.events,
+                caller.pid,
+                syscall=caller.syscall_id,
+                blobs=outcome.blobs,
+                correlation=caller.correlation,
             )
         if isinstance(outcome, Done) and outcome.events:
             self.emit_all(

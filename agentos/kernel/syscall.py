@@ -25,6 +25,7 @@ from agentos.kernel import (
     sysfd,
     sysfile,
     syslink,
+    sysmount,
     sysproc,
     syssecret,
     systxn,
@@ -133,6 +134,9 @@ SYSCALLS: dict[str, Syscall] = _table(
     # administration
     Syscall("status", sc.NoArgs, ADMIN, "status", sysadmin.sys_status, journal="none"),
     Syscall("shutdown", sc.ShutdownArgs, ADMIN, "shutdown", sysadmin.sys_shutdown, journal="none"),
+    Syscall("mount", sc.MountArgs, ADMIN, "mount", sysmount.sys_mount, journal="none"),
+    Syscall("umount", sc.PathArgs, ADMIN, "mount", sysmount.sys_umount, journal="none"),
+    Syscall("mounts", sc.NoArgs, ADMIN, "mount", sysmount.sys_mounts, journal="none"),
     Syscall("events", sc.EventsArgs, ADMIN, "events", sysadmin.sys_events, journal="none"),
     Syscall("logs", sc.LogsArgs, ADMIN, "logs", sysadmin.sys_logs, journal="none"),
     Syscall("state_hash", sc.NoArgs, ADMIN, "state_hash", sysadmin.sys_state_hash, journal="none"),

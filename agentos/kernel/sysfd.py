@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from agentos import param
 from agentos.abi import syscalls as sc
 from agentos.errors import InvalidArgument
-from agentos.kernel.calls import Caller, Done
+from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.filedata import read_bytes, store_bytes, version_events
 from agentos.kernel.sysfile import MAX_FDS, bad_fd, open_fd
 from agentos.kernel.vfs import mounts
@@ -73,7 +73,7 @@ def sys_seek(k: Kernel, c: Caller, a: sc.SeekArgs) -> Done:
     return Done(offset, [ev.VfsOffset(pid=c.pid, fd=a.fd, offset=offset)] if offset != f.offset else [])
 
 
-def sys_fsync(k: Kernel, c: Caller, a: sc.FdArgs) -> Done:
+def sys_fsync(k: Kernel, c: Caller, a: sc.FdArgs) -> Done | Block:
     if (m := mounts.fd(k, c, a.fd)) is not None:
         return m.fsync()
     _, node = open_fd(k, c, a.fd)
@@ -81,7 +81,9 @@ def sys_fsync(k: Kernel, c: Caller, a: sc.FdArgs) -> Done:
     return Done(None, events, blobs)
 
 
-def sys_close(k: Kernel, c: Caller, a: sc.FdArgs) -> Done:
+def sys_close(k: Kernel, c: Caller, a: sc.FdArgs) -> Done | Block:
+    if c.intent is not None and k.state.world.vfs.open_file(c.pid, a.fd) is None:
+        return Done(None)  # a host file's close, parked when the kernel died: recorded, made at boot
     if (m := mounts.fd(k, c, a.fd)) is not None:
         return m.close()
     f, node = open_fd(k, c, a.fd)

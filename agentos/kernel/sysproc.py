@@ -16,7 +16,7 @@ from agentos.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from agentos.kernel import filedata, progload
 from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.quota import validate_limits
-from agentos.kernel.vfs import view
+from agentos.kernel.vfs import hostmount, view
 from agentos.state import events as ev
 from agentos.state.groups import ROOT as ROOT_GROUP
 from agentos.state.proc import DEAD, STOPPED, ZOMBIE, Process
@@ -188,7 +188,10 @@ def exit_events(
 ) -> tuple[list[ev.Payload], dict[str, bytes]]:
     """Everything one exit causes: its files closed (versions cut, whose blobs come back with the
     events), the exit, orphans to init, reaping by init, CHLD to the parent."""
-    out, blobs = filedata.close_all(k, p.pid)
+    out, blobs = hostmount.publish_at_exit(k, p.pid)
+    closed, more = filedata.close_all(k, p.pid)
+    out += closed
+    blobs |= more
     out.append(ev.ProcExited(pid=p.pid, status=status, signal=signal, fault=fault, reason=reason))
     out += cancelled_requests(k, p.pid)
     for child in k.state.world.procs.children(p.pid):

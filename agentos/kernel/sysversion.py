@@ -32,10 +32,13 @@ import msgspec
 from agentos.abi import syscalls as sc
 from agentos.errors import InvalidArgument, IOFailure, NotFound
 from agentos.kernel import fsaccess, fshistory, sysfile
-from agentos.kernel.calls import Caller, Done
+from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.fsaccess import W
 from agentos.kernel.fshistory import Change, Version
 from agentos.kernel.fsundo import Plan
+from agentos.kernel.vfs import hostmount, hostundo, mounts
+from agentos.kernel.vfs.hostmount import wait_for_change
+from agentos.kernel.vfs.hostundo import HostUndo
 from agentos.state import events as ev
 from agentos.state.vfs import FILE
 
@@ -55,6 +58,20 @@ def undo_resource(a: sc.FsUndoArgs) -> str:
 def sys_fs_history(k: Kernel, c: Caller, a: sc.FsHistoryArgs) -> Done:
     """The file's versions and renames, oldest first, each with who made it (pid, process name,
     syscall id, correlation id) and what cut it; ``more`` when rows after ``limit`` remain."""
+    r = mounts.route(k, c, a.path, follow=False)
+    if r is not None and r.fs.kind != hostmount.KIND:
+        raise InvalidArgument(f"{a.path} is on {r.point} ({r.fs.kind}), which keeps no history")
+    if r is not None:  # a host mount's recorded changes
+        rows = [row for row in hostundo.history_rows(k, r.point, r.path) if row["seq"] > a.since]
+        names = fshistory.process_names(k, {row["pid"] for row in rows})
+        for row in rows:
+            row["process"] = names.get(row["pid"], "")
+        exists = True
+        try:
+            r.fs.stat(r)
+        except NotFound:
+            exists = False
+        return Done({"ino": 0, "exists": exists, "versions": rows[: a.limit], "more": len(rows) > a.limit})
     ino, now = fshistory.locate(k, a.path)
     changes = fshistory.lineage(k, ino)
     names = fshistory.process_names(k, {ch.pid for ch in changes if ch.kind in SHOWN})
@@ -125,7 +142,7 @@ def sys_fs_restore(k: Kernel, c: Caller, a: sc.FsRestoreArgs) -> Done:
     return Done({"changed": True, "seq": v.seq, "size": v.size, "ino": ino}, events)
 
 
-def sys_fs_undo(k: Kernel, c: Caller, a: sc.FsUndoArgs) -> Done:
+def sys_fs_undo(k: Kernel, c: Caller, a: sc.FsUndoArgs) -> Done | Block:
     """Revert the file changes of ``pid`` (``tree``: and of every process spawned below it), or of
     the call ``correlation``: ``{reverted, conflicts, denied}`` (each with a ``_count``), ``pids``,
     ``events`` (how many it made; none with ``dry_run``)."""
@@ -141,6 +158,14 @@ def sys_fs_undo(k: Kernel, c: Caller, a: sc.FsUndoArgs) -> Done:
         selected = fshistory.changes_of_call(k, a.correlation or "")
     plan = Plan(k, c, selected)
     plan.run()
+    host = HostUndo(k, c)
+    host.run(pids, a.correlation)
     events = [] if a.dry_run else plan.view.events
-    out = plan.result() | {"pids": sorted(pids), "correlation": a.correlation, "events": len(events)}
+    out = plan.result() | {"pids": sorted(pids), "correlation": a.correlation}
+    for key in ("reverted", "conflicts", "denied"):  # host-mount changes join the world's
+        out[key] = out[key] + getattr(host, key)
+        out[f"{key}_count"] += len(getattr(host, key))
+    out["events"] = len(events) + (0 if a.dry_run else len(host.events))
+    if host.events and not a.dry_run:  # answered once the host holds the reverts (output-commit)
+        return wait_for_change(k, "fs_undo", [*events, *host.events], {}, out)
     return Done(out, events)

@@ -18,6 +18,9 @@ from agentos.state.vfs_events import (  # the file system's kinds, re-exported: 
     VfsClosed,
     VfsCreated,
     VfsDup,
+    VfsHostChange,
+    VfsHostDone,
+    VfsHostWrote,
     VfsLinked,
     VfsMkfs,
     VfsMounted,
@@ -55,6 +58,9 @@ __all__ = [
     "VfsChmod",
     "VfsMounted",
     "VfsUnmounted",
+    "VfsHostWrote",
+    "VfsHostChange",
+    "VfsHostDone",
 ]
 
 

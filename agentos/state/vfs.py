@@ -109,6 +109,19 @@ class OpenFile(msgspec.Struct, kw_only=True):
     refs: int = 1  # fds naming it
     mount: str = ""  # the mount point ("/dev"), "" for the versioned tree
     path: str = ""  # inside the mount ("/null")
+    pending: list[PendingWrite] = []  # a host mount's file: writes not yet published (vfs.host_wrote)
+
+
+class HostIntent(msgspec.Struct, kw_only=True, frozen=True):
+    """A host-mount change recorded (``vfs.host_change``) and not yet made (``vfs.host_done``)."""
+
+    mount: str
+    path: str
+    op: str
+    pid: int
+    before: str | None = None
+    after: str | None = None
+    to: str = ""
 
 
 class Mount(msgspec.Struct, kw_only=True, frozen=True):
@@ -128,6 +141,7 @@ class FileSystem(msgspec.Struct):
     fds: dict[int, dict[int, int]] = {}  # pid -> fd -> open file id (a pid with no fd has no table)
     mounts: dict[str, Mount] = {}  # mount point (a normalised absolute path) -> what is mounted there
     files_of: dict[str, int] = {}  # resource group -> inodes charged to it that exist (the files quota)
+    host_unmade: dict[int, HostIntent] = {}  # seq of a vfs.host_change -> it, until its vfs.host_done
 
     # -- pure reads for the syscall layer ------------------------------------------------------------
 

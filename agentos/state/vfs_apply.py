@@ -7,7 +7,18 @@ from collections.abc import Callable
 from typing import Any
 
 from agentos.state import events as ev
-from agentos.state.vfs import DIR, FILE, KINDS, SYMLINK, FileSystem, Inode, Mount, OpenFile, PendingWrite
+from agentos.state.vfs import (
+    DIR,
+    FILE,
+    KINDS,
+    SYMLINK,
+    FileSystem,
+    HostIntent,
+    Inode,
+    Mount,
+    OpenFile,
+    PendingWrite,
+)
 
 
 def _live_dir(fs: FileSystem, ino: int) -> Inode | None:
@@ -247,6 +258,25 @@ def _unmounted(fs: FileSystem, seq: int, ts: int, e: ev.VfsUnmounted) -> None:
     fs.mounts.pop(e.path, None)
 
 
+def _host_wrote(fs: FileSystem, seq: int, ts: int, e: ev.VfsHostWrote) -> None:
+    f = fs.open_file(e.pid, e.fd)
+    if f is not None and f.mount:
+        f.pending.append(PendingWrite(e.offset, e.data, e.length))
+
+
+def _host_change(fs: FileSystem, seq: int, ts: int, e: ev.VfsHostChange) -> None:
+    f = fs.files.get(e.file)
+    if f is not None:
+        f.pending = []
+    fs.host_unmade[seq] = HostIntent(
+        mount=e.mount, path=e.path, op=e.op, pid=e.pid, before=e.before, after=e.after, to=e.to
+    )
+
+
+def _host_done(fs: FileSystem, seq: int, ts: int, e: ev.VfsHostDone) -> None:
+    fs.host_unmade.pop(e.change, None)
+
+
 def _reaped(fs: FileSystem, seq: int, ts: int, e: ev.ProcReaped) -> None:
     """A reaped process's files are closed (the kernel cuts their versions at exit; this frees)."""
     for fd in sorted(fs.fds.get(e.pid, {})):
@@ -270,5 +300,8 @@ VFS_APPLY: dict[type, Callable[[FileSystem, int, int, Any], None]] = {
     ev.VfsChmod: _chmod,
     ev.VfsMounted: _mounted,
     ev.VfsUnmounted: _unmounted,
+    ev.VfsHostWrote: _host_wrote,
+    ev.VfsHostChange: _host_change,
+    ev.VfsHostDone: _host_done,
     ev.ProcReaped: _reaped,
 }

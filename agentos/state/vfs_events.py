@@ -159,3 +159,47 @@ class VfsMounted(Payload):
 class VfsUnmounted(Payload):
     path: str
     pid: int = 0
+
+
+# -- host mounts (kernel/vfs/hostmount.py): writes are pending in the open file, then published --------
+
+
+@event("vfs.host_wrote")
+class VfsHostWrote(Payload):
+    """Bytes written through an fd on a host mount, pending in its open file until close or fsync
+    publishes them (``data`` "" and ``length`` 0: a truncate to ``offset``, as O_TRUNC)."""
+
+    pid: int
+    fd: int
+    offset: int
+    data: str  # manifest hash of the written bytes
+    length: int
+
+
+@event("vfs.host_change")
+class VfsHostChange(Payload):
+    """A change to a host mount, recorded with what it destroys before it is made: the kernel makes
+    it only once this event is durable (the output-commit rule), then records ``vfs.host_done``.
+    ``before``/``after``: manifest hashes of the regular file's content before and after (None: no
+    such file). ``op``: write (publish pending writes, create), mkdir, rmdir, unlink, rename (to
+    ``to``), symlink (``to`` is its target)."""
+
+    mount: str
+    path: str  # inside the mount
+    op: str
+    pid: int
+    before: str | None = None
+    after: str | None = None
+    to: str = ""
+    file: int = 0  # the open file whose pending writes this publishes (its pending are cleared)
+    cause: str = ""  # close | fsync | exit | undo | restore | a path call's name
+
+
+@event("vfs.host_done")
+class VfsHostDone(Payload):
+    """The host change recorded at seq ``change`` was made (``error`` "") or not (its POSIX code and
+    message); ``note`` says what recovery after a restart found."""
+
+    change: int
+    error: str = ""
+    note: str = ""

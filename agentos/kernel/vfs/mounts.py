@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 from agentos import param
 from agentos.errors import AgentOSError, InvalidArgument
 from agentos.kernel import fsaccess, sysfile
-from agentos.kernel.calls import Caller, Done
-from agentos.kernel.vfs import devfs, procfs, tmpfs
+from agentos.kernel.calls import Block, Caller, Done
+from agentos.kernel.vfs import devfs, hostmount, procfs, tmpfs
 from agentos.kernel.vfs.mountfs import BUILTIN, Handle, Lost, MountFS, Routed
 from agentos.state import events as ev
 from agentos.state.vfs import APPEND, READ, WRITE, Mount, OpenFile
@@ -45,7 +45,9 @@ from agentos.state.vfs import APPEND, READ, WRITE, Mount, OpenFile
 if TYPE_CHECKING:
     from agentos.kernel.kernel import Kernel
 
-KINDS: dict[str, Callable[[Kernel, str, Mount], MountFS]] = {}  # world mounts' kinds: (kernel, point, mount)
+KINDS: dict[str, Callable[[Kernel, str, Mount], MountFS]] = {  # world mounts' kinds: (kernel, point, mount)
+    hostmount.KIND: hostmount.HostFS,
+}
 SHARED = "shared"  # the shared, versioned scratch directory under "/" (mode 1777)
 WATCHED = frozenset({ev.VfsOpened, ev.VfsClosed, ev.ProcReaped, ev.ProcExited})
 
@@ -237,12 +239,17 @@ class MountedFd:
             raise InvalidArgument(f"seek to {to}: out of range (0 to {param.MAX_FILE_BYTES})")
         return Done(to, self._moved(to))
 
-    def fsync(self) -> Done:
+    def fsync(self) -> Done | Block:
         self.h.sync()
-        return Done(None)
+        events, blobs = hostmount.publish(self.k, self.c, self.f, self.h, "fsync")
+        return hostmount.wait_for_change(self.k, "fsync", events, blobs) if events else Done(None)
 
-    def close(self) -> Done:
-        return Done(None, [ev.VfsClosed(pid=self.c.pid, fd=self.fd)])
+    def close(self) -> Done | Block:
+        events, blobs = hostmount.publish(self.k, self.c, self.f, self.h, "close")
+        closed = ev.VfsClosed(pid=self.c.pid, fd=self.fd)
+        if events:  # a host file's writes: closed now, answered once they are on the host
+            return hostmount.wait_for_change(self.k, "close", [*events, closed], blobs)
+        return Done(None, [closed])
 
 
 def first_tree(k: Kernel) -> list[ev.Payload]:
