@@ -59,6 +59,7 @@ class SpawnArgs(Args):
     argv: Annotated[list[Text], msgspec.Meta(max_length=param.MAX_ARGV)] = []
     name: Name | None = None
     caps: Annotated[list[CapSpec], msgspec.Meta(max_length=64)] | None = None  # None: inherit (or policy)
+    grants: Annotated[list[CapSpec], msgspec.Meta(max_length=64)] = []  # and these, on top (narrowed too)
     opaque: bool = False  # the child cannot list what it holds
     limits: Limits | None = None  # put the child in a new resource group (under its parent's) with these
     root: Path | None = None  # the child's "/": a directory of the versioned tree (kernel/vfs/view.py)

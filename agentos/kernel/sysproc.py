@@ -137,7 +137,7 @@ def sys_spawn(k: Kernel, c: Caller, a: sc.SpawnArgs) -> Done:
         group=group,
         root=(root := view.spawn_root(k, c, parent, a.root)),
     )
-    grants = view.reroot(child_grants(k, c, pid, a.caps), root)
+    grants = view.reroot(child_grants(k, c, pid, a.caps, a.grants), root)
     return Done(pid, [*group_events, spawned, *grants], {code: prog.source})
 
 
@@ -158,18 +158,22 @@ def _child_group(
     return [ev.GroupCreated(name=name, parent=parent.group, limits=validate_limits(limits), by=c.pid)], name
 
 
-def child_grants(k: Kernel, c: Caller, child: int, specs: list[sc.CapSpec] | None) -> list[ev.Payload]:
+def child_grants(
+    k: Kernel, c: Caller, child: int, specs: list[sc.CapSpec] | None, extra: list[sc.CapSpec] | None = None
+) -> list[ev.Payload]:
     """A child's capabilities: each one asked for, narrowed from one the parent holds; none asked:
-    an agent's child inherits what its parent holds, a session's gets the policy's."""
+    an agent's child inherits what its parent holds, a session's gets the policy's; then ``extra``,
+    each narrowed from one the parent holds (``agentos run --cap``)."""
     first = k.state.ledger.next_cap
+    base: list[ev.Payload] = []
     if specs is None:
         if c.kind == "session":
-            return list(k.authority.policy_grants(child, c.pid))
-        live = [
-            cap for cap in k.state.world.caps.held_by(c.pid) if not k.authority.problem(cap)
-        ]  # an agent's
-        specs = [sc.CapSpec(cap=cap.id) for cap in live]
-    return [
+            base = list(k.authority.policy_grants(child, c.pid))
+            specs = []
+        else:
+            live = [cap for cap in k.state.world.caps.held_by(c.pid) if not k.authority.problem(cap)]
+            specs = [sc.CapSpec(cap=cap.id) for cap in live]
+    return base + [
         k.authority.derive(
             k.authority.source_for(k.authority.holder(c), spec),
             spec,
@@ -177,9 +181,9 @@ def child_grants(k: Kernel, c: Caller, child: int, specs: list[sc.CapSpec] | Non
             origin="spawn",
             by=c.pid,
             delegation=False,
-            cap_id=first + i,
+            cap_id=first + len(base) + i,
         )
-        for i, spec in enumerate(specs)
+        for i, spec in enumerate([*specs, *(extra or [])])
     ]
 
 

@@ -127,6 +127,13 @@ def _alive(pid: int) -> bool:
     metavar="NAME=VALUE",
     help="a limit of the agent's resource group, over the policy's (repeatable): --limit spawns=10",
 )
+@click.option(
+    "--cap",
+    "caps",
+    multiple=True,
+    metavar="RESOURCE=RIGHTS",
+    help="a capability over the policy's (repeatable): --cap 'fs:/mnt/project/*=read,write,list'",
+)
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(
@@ -134,6 +141,7 @@ def run(
     detach: bool,
     name: str | None,
     limits: tuple[str, ...],
+    caps: tuple[str, ...],
     target: str,
     args: tuple[str, ...],
 ) -> None:
@@ -141,9 +149,19 @@ def run(
     from agentos.user.cli_groups import parse_limits
     from agentos.user.runner import run_agent
 
+    grants = []
+    for spec in caps:
+        resource, _, rights = spec.partition("=")
+        if not resource or not rights:
+            raise click.UsageError(f"--cap {spec!r}: say RESOURCE=RIGHT[,RIGHT...]")
+        grants.append({"resource": resource, "rights": rights.split(",")})
     click.echo(TRUSTED_NOTICE.format(target=target), err=True)
     group_limits = parse_limits(limits, allow_removal=False)
-    sys.exit(run_agent(_home(home), target, list(args), name=name, detach=detach, limits=group_limits))
+    sys.exit(
+        run_agent(
+            _home(home), target, list(args), name=name, detach=detach, limits=group_limits, grants=grants
+        )
+    )
 
 
 @cli.command()

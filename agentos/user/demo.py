@@ -148,6 +148,8 @@ def _tour(home: Path) -> int:
         f"   agentos fs ls /tmp: {c.call('readdir', path='/tmp')} (this session's own; the agent's went with it)"
     )
 
+    _host_mount(c, home)
+
     step(10, "The process table (ps -a)")
     for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
         say(f"   {line}")
@@ -170,6 +172,37 @@ def _tour(home: Path) -> int:
         "\nNext: agentos boot --detach, then agentos run agentos/examples/counter.py 5 — see the README's tour (capabilities and secrets too)."
     )
     return 0 if check["ok"] and secret_kept else 1
+
+
+def _host_mount(c: Client, home: Path) -> None:
+    """A host directory mounted at /mnt/project; an agent edits it; history shows who; undo reverts
+    it on the host — each host change recorded (with what it replaced) before it was made."""
+    project = home / "project"
+    project.mkdir(exist_ok=True)
+    (project / "README").write_text("my project\n")
+    c.call("mkdir", path="/mnt")
+    c.call("mount", source=str(project), path="/mnt/project")
+    say(f"   agentos mount {project} /mnt/project   {DIM}(agents reach only what lies beneath it){RESET}")
+    caps = [
+        {"resource": r, "rights": ["read", "write", "list"]} for r in ("fs:/mnt/project", "fs:/mnt/project/*")
+    ]
+    pid = c.call("spawn", target="agentos.examples.editor", argv=["/mnt/project"], grants=caps)
+    show_console(c, pid)
+    say(f"   → process {pid}: {fmt.exit_text(c.call('wait', pid=pid))}")
+    say(
+        f"   on the host, README: {(project / 'README').read_text()!r}; CHANGES exists: {(project / 'CHANGES').exists()}"
+    )
+    for v in c.call("fs_history", path="/mnt/project/README")["versions"]:
+        say(
+            f"   agentos fs history /mnt/project/README: seq {v['seq']} {v['op']} by pid {v['pid']} ({v['process']}), at {v['cut']}"
+        )
+    out = c.call("fs_undo", pid=pid)
+    say(
+        f"   agentos undo --pid {pid}: {out['reverted_count']} change(s) reverted, {out['conflicts_count']} conflict(s)"
+    )
+    say(
+        f"   on the host, README: {(project / 'README').read_text()!r}; CHANGES exists: {(project / 'CHANGES').exists()}"
+    )
 
 
 def _quotas(c: Client) -> None:

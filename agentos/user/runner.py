@@ -23,9 +23,12 @@ def run_agent(
     name: str | None = None,
     detach: bool = False,
     limits: dict[str, float] | None = None,
+    grants: list[dict[str, object]] | None = None,
 ) -> int:
     client = Client.connect(home, "agentos-run")
     args: dict[str, object] = {"target": target, "argv": argv}
+    if grants:
+        args["grants"] = grants
     if name:
         args["name"] = name
     if limits:
