@@ -210,6 +210,7 @@ def test_dev_is_fixed_eexist_erofs_enoent_enotdir_eisdir(tmp_path: Path) -> None
         r.fails(p, "EXDEV", "rename", src="/dev/null", dst="/shared/null")
         fd = r(p, "open", path="/dev/null", flags=["write", "create", "truncate"])  # both mean nothing here
         r.fails(p, "EBADF", "read", fd=fd, n=1)
+        assert {"new", "d", "nothing"}.isdisjoint(r(p, "readdir", path="/dev")), "nothing was made in /dev"
 
     run(tmp_path, body)
 
@@ -343,6 +344,7 @@ def test_proc_is_read_only(tmp_path: Path) -> None:
         r.fails(p, "EROFS", "rmdir", path="/proc/self")
         r.fails(p, "EROFS", "rename", src="/proc/uptime", dst="/proc/up")
         r.fails(p, "ENOENT", "open", path="/proc/999999/status")
+        assert {"new", "d", "up"}.isdisjoint(r(p, "readdir", path="/proc")), "nothing was made in /proc"
         r.fails(p, "ENOENT", "open", path="/proc/01/status")  # one name per process
         r.fails(p, "ENOTDIR", "stat", path="/proc/uptime/x")
         r.fails(p, "ENOTDIR", "open", path="/proc/self/status/")

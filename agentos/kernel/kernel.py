@@ -334,22 +334,16 @@ class Kernel:
         if caller.kind != "kernel":  # the kernel acting for itself (grace-period KILLs) holds everything
             self.check_call(caller, row, args)
         outcome = row.handler(self, caller, args)
-        if isinstance(outcome, Block) and outcome.events:
-            outcome.emitted = self.emit_all(
+        if isinstance(outcome, Block | Done) and outcome.events:
+            seq = self.emit_all(
                 outcome.events,
                 caller.pid,
                 syscall=caller.syscall_id,
                 blobs=outcome.blobs,
                 correlation=caller.correlation,
             )
-        if isinstance(outcome, Done) and outcome.events:
-            self.emit_all(
-                outcome.events,
-                caller.pid,
-                syscall=caller.syscall_id,
-                blobs=outcome.blobs,
-                correlation=caller.correlation,
-            )
+            if isinstance(outcome, Block):
+                outcome.emitted = seq  # its poll may wait for exactly these (a host change)
         return outcome
 
     def park(
