@@ -431,3 +431,30 @@ def test_mount_arguments_get_typed_errors_and_leave_the_kernel_running(tmp_path:
         assert await call(rig, p, "readdir", path="/mnt") == ["f"]
 
     run(tmp_path, body)
+
+
+def test_read_and_restore_a_host_files_version_and_its_bytes_are_charged(tmp_path: Path) -> None:
+    async def body(rig: Rig, host: Path) -> None:
+        p = rig.person
+        (host / "f.txt").write_text("as found\n")
+        await call(rig, p, "mount", source=str(host), path="/mnt")
+        a = await agent_on_mount(rig, ["read", "write", "list"])
+        group = rig.k.state.world.procs.get(a.pid).group
+        await write(rig, a, "/mnt/f.txt", b"one\n")
+        await write(rig, a, "/mnt/f.txt", b"two\n")
+        seqs = [r["seq"] for r in (await call(rig, p, "fs_history", path="/mnt/f.txt"))["versions"]]
+        assert len(seqs) == 2
+        got = await call(rig, p, "fs_read_version", path="/mnt/f.txt", seq=seqs[0])
+        assert (got["data"], got["seq"], got["size"]) == (b"one\n", seqs[0], 4)
+        assert (await call(rig, p, "fs_read_version", path="/mnt/f.txt", seq=seqs[1] + 1))["data"] == b"two\n"
+        err = await fails(rig, p, "ENOENT", "fs_read_version", path="/mnt/f.txt", seq=seqs[0] - 1)
+        assert "not changed through AgentOS" in err.message
+        await fails(rig, p, "ENOENT", "fs_read_version", path="/mnt/f.txt", seq=seqs[1] + 1, exact=True)
+        out = await call(rig, p, "fs_restore", path="/mnt/f.txt", seq=seqs[0])
+        assert out["changed"] and (host / "f.txt").read_text() == "one\n"
+        assert not (await call(rig, p, "fs_restore", path="/mnt/f.txt", seq=seqs[0]))["changed"]
+        await fails(rig, p, "EINVAL", "fs_restore", path="/dev/null", seq=1)
+        usage = {g["name"]: g["usage"] for g in await call(rig, p, "groups") if g["name"] == group}[group]
+        assert usage["file_bytes"] == 8 and usage["stored_bytes"] >= 8 + len("as found\n"), usage
+
+    run(tmp_path, body)

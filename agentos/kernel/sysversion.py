@@ -36,9 +36,10 @@ from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.fsaccess import W
 from agentos.kernel.fshistory import Change, Version
 from agentos.kernel.fsundo import Plan
-from agentos.kernel.vfs import hostmount, hostundo, mounts
+from agentos.kernel.vfs import hostmount, hostundo, hostversions, mounts
 from agentos.kernel.vfs.hostmount import wait_for_change
 from agentos.kernel.vfs.hostundo import HostUndo
+from agentos.kernel.vfs.mountfs import Routed
 from agentos.state import events as ev
 from agentos.state.vfs import FILE
 
@@ -55,12 +56,18 @@ def undo_resource(a: sc.FsUndoArgs) -> str:
     return f"proc:{fshistory.caller_of(a.correlation) if a.correlation else 0}"
 
 
+def _host(k: Kernel, c: Caller, path: str) -> Routed | None:
+    """The host-mount file ``path`` names, None for the versioned tree; EINVAL on other mounts."""
+    r = mounts.route(k, c, path, follow=False)
+    if r is not None and r.fs.kind != hostmount.KIND:
+        raise InvalidArgument(f"{path} is on {r.point} ({r.fs.kind}), which keeps no history")
+    return r
+
+
 def sys_fs_history(k: Kernel, c: Caller, a: sc.FsHistoryArgs) -> Done:
     """The file's versions and renames, oldest first, each with who made it (pid, process name,
     syscall id, correlation id) and what cut it; ``more`` when rows after ``limit`` remain."""
-    r = mounts.route(k, c, a.path, follow=False)
-    if r is not None and r.fs.kind != hostmount.KIND:
-        raise InvalidArgument(f"{a.path} is on {r.point} ({r.fs.kind}), which keeps no history")
+    r = _host(k, c, a.path)
     if r is not None:  # a host mount's recorded changes
         rows = [row for row in hostundo.history_rows(k, r.point, r.path) if row["seq"] > a.since]
         names = fshistory.process_names(k, {row["pid"] for row in rows})
@@ -99,6 +106,8 @@ def _version(k: Kernel, path: str, seq: int, exact: bool) -> tuple[int, bool, li
 def sys_fs_read_version(k: Kernel, c: Caller, a: sc.FsReadVersionArgs) -> Done:
     """``{data, seq, size, hash, ino}``: up to ``n`` bytes from ``offset`` of the version, the seq it
     was cut at, its whole size and manifest hash ("" when empty), and the inode it was in."""
+    if (r := _host(k, c, a.path)) is not None:
+        return hostversions.read_version(k, r, a.seq, a.exact, a.offset, a.n)
     _, _, _, v = _version(k, a.path, a.seq, a.exact)
     data = fshistory.read_version(k, v, a.offset, a.n)
     return Done({"data": data, "seq": v.seq, "size": v.size, "hash": v.manifest, "ino": v.ino})
@@ -112,9 +121,11 @@ def _mode(changes: list[Change], ino: int) -> int:
     return mode
 
 
-def sys_fs_restore(k: Kernel, c: Caller, a: sc.FsRestoreArgs) -> Done:
+def sys_fs_restore(k: Kernel, c: Caller, a: sc.FsRestoreArgs) -> Done | Block:
     """Make the file's content what it was as of ``seq``: a new version (the file brought back at
     ``path`` under its own inode number if it was deleted). ``{changed, seq, size, ino}``."""
+    if (r := _host(k, c, a.path)) is not None:
+        return hostversions.restore(k, c, r, a.seq, a.exact)
     ino, now, changes, v = _version(k, a.path, a.seq, a.exact)
     if v.manifest and not k.has_blob(v.manifest):
         raise IOFailure(f"the content of the version at seq {v.seq} is missing", code="EIO")

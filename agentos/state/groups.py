@@ -135,6 +135,18 @@ def _usage_version(u: Usage, e: ev.VfsVersion) -> None:
         u.charge(u.group_of.get(e.pid, ROOT), "stored_bytes", e.stored)
 
 
+def _usage_host_wrote(u: Usage, e: ev.VfsHostWrote) -> None:
+    group = u.group_of.get(e.pid, ROOT)
+    u.charge(group, "file_bytes", e.length)
+    if e.stored:
+        u.charge(group, "stored_bytes", e.stored)
+
+
+def _usage_host_change(u: Usage, e: ev.VfsHostChange) -> None:
+    if e.stored:
+        u.charge(u.group_of.get(e.pid, ROOT), "stored_bytes", e.stored)
+
+
 def _usage_reaped(u: Usage, e: ev.ProcReaped) -> None:
     u.group_of.pop(e.pid, None)  # nothing more is charged to a reaped process: keep the map bounded
 
@@ -146,5 +158,7 @@ USAGE_APPLY: dict[type, Callable[[Usage, Any], None]] = {
     ev.CpuCharged: _usage_cpu,
     ev.VfsWrote: _usage_wrote,
     ev.VfsVersion: _usage_version,
+    ev.VfsHostWrote: _usage_host_wrote,
+    ev.VfsHostChange: _usage_host_change,
     ev.ProcReaped: _usage_reaped,
 }

@@ -174,6 +174,7 @@ class VfsHostWrote(Payload):
     offset: int
     data: str  # manifest hash of the written bytes
     length: int
+    stored: int = 0  # bytes of new chunks it stored (charged to the writer's group)
 
 
 @event("vfs.host_change")
@@ -193,6 +194,7 @@ class VfsHostChange(Payload):
     to: str = ""
     file: int = 0  # the open file whose pending writes this publishes (its pending are cleared)
     cause: str = ""  # close | fsync | exit | undo | restore | a path call's name
+    stored: int = 0  # bytes of new blobs stored for it (the before and after copies), charged
 
 
 @event("vfs.host_done")

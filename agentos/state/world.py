@@ -22,7 +22,7 @@ from agentos.state.proc import APPLY, ProcessTable
 from agentos.state.vfs import ROOT_INO, FileSystem
 from agentos.state.vfs_apply import VFS_APPLY
 
-PROJECTION_VERSION = 7  # bump whenever apply() or the state shapes change: old snapshots are then ignored
+PROJECTION_VERSION = 8  # bump whenever apply() or the state shapes change: old snapshots are then ignored
 
 
 class World(msgspec.Struct):

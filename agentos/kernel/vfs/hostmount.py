@@ -182,7 +182,14 @@ class HostFS(MountFS):
         before = fields.pop("before_bytes", None)
         before_hash, blobs = stored(self.k, before)
         change = ev.VfsHostChange(
-            mount=self.point, path=r.path, op=op, pid=r.c.pid, before=before_hash, cause=op, **fields
+            mount=self.point,
+            path=r.path,
+            op=op,
+            pid=r.c.pid,
+            before=before_hash,
+            cause=op,
+            stored=sum(map(len, blobs.values())),
+            **fields,
         )
         return wait_for_change(self.k, op, [change], blobs)
 
@@ -280,14 +287,17 @@ class HostFile(Handle):
         if end > param.MAX_FILE_BYTES:
             raise InvalidArgument(f"a file is at most {param.MAX_FILE_BYTES} bytes", code="EFBIG")
         h, blobs = chunks.store(data, self.fs.k.has_blob)
+        stored = sum(map(len, blobs.values()))
         if c.kind == "agent":
-            self.fs.k.quotas.check(
-                c.pid, {"file_bytes": len(data), "stored_bytes": sum(map(len, blobs.values()))}
-            )
+            self.fs.k.quotas.check(c.pid, {"file_bytes": len(data), "stored_bytes": stored})
         fd = next(
             fd for fd, fid in self.fs.k.state.world.vfs.fds.get(c.pid, {}).items() if fid == self.file_id
         )
-        return len(data), [ev.VfsHostWrote(pid=c.pid, fd=fd, offset=offset, data=h, length=len(data))], blobs
+        return (
+            len(data),
+            [ev.VfsHostWrote(pid=c.pid, fd=fd, offset=offset, data=h, length=len(data), stored=stored)],
+            blobs,
+        )
 
     def publish(self, pid: int, cause: str) -> tuple[list[ev.Payload], dict[str, bytes]]:
         """The record that makes this open file's pending writes the host file's content (none: no
@@ -308,6 +318,7 @@ class HostFile(Handle):
             after=after_hash,
             file=f.id,
             cause=cause,
+            stored=sum(map(len, (blobs | more).values())),
         )
         return [change], blobs | more
 
