@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_hostfs import FLIPPER
 from test_vfs_syscalls import Rig, ok
 
 from agentos.errors import AgentOSError
@@ -456,5 +460,64 @@ def test_read_and_restore_a_host_files_version_and_its_bytes_are_charged(tmp_pat
         await fails(rig, p, "EINVAL", "fs_restore", path="/dev/null", seq=1)
         usage = {g["name"]: g["usage"] for g in await call(rig, p, "groups") if g["name"] == group}[group]
         assert usage["file_bytes"] == 8 and usage["stored_bytes"] >= 8 + len("as found\n"), usage
+
+    run(tmp_path, body)
+
+
+# -- the swap race, through the syscalls -------------------------------------------------------------------
+
+
+def test_a_symlink_swap_race_through_the_syscalls_never_reaches_outside(tmp_path: Path) -> None:
+    """An agent reads, lists and writes beneath /mnt/d while a host process swaps ``d`` with a
+    symlink out, 2,000 times (the resolver itself: 10,000 per run in test_hostfs.py)."""
+    secret, inside = b"TOP SECRET\n", b"inside\n"
+
+    async def body(rig: Rig, host: Path) -> None:
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "secret.txt").write_bytes(secret)
+        (outside / "only-outside.txt").write_text("x")
+        (host / "d").mkdir()
+        (host / "d" / "secret.txt").write_bytes(inside)
+        (host / "d_alt").symlink_to("../outside")
+        await call(rig, rig.person, "mount", source=str(host), path="/mnt")
+        a = await agent_on_mount(rig, ["read", "write", "list"])
+        flipper = subprocess.Popen(
+            [sys.executable, "-c", FLIPPER, str(host)], stdout=subprocess.PIPE, text=True
+        )
+        counts = {"read": 0, "refused": 0, "written": 0}
+        try:
+            assert flipper.stdout is not None and flipper.stdout.readline().strip() == "ready"
+            for i in range(2000):
+                try:
+                    fd = await call(rig, a, "open", path="/mnt/d/secret.txt")
+                    data = await call(rig, a, "read", fd=fd, n=100)
+                    await call(rig, a, "close", fd=fd)
+                except AgentOSError as err:
+                    assert err.code in ("EXDEV", "ENOENT", "EAGAIN", "EBADF", "ESTALE"), err
+                    counts["refused"] += 1
+                else:
+                    assert data == inside, data
+                    counts["read"] += 1
+                if i % 8 == 1:
+                    try:
+                        names = await call(rig, a, "readdir", path="/mnt/d")
+                    except AgentOSError:
+                        pass
+                    else:
+                        assert "only-outside.txt" not in names
+                if i % 40 == 3:
+                    try:
+                        await write(rig, a, "/mnt/d/new.txt", b"new")
+                    except AgentOSError:
+                        pass
+                    else:
+                        counts["written"] += 1
+        finally:
+            flipper.send_signal(signal.SIGTERM)
+            flipper.communicate(timeout=30)
+        assert counts["read"] > 0 and counts["refused"] > 0, counts
+        assert sorted(os.listdir(outside)) == ["only-outside.txt", "secret.txt"], "nothing made outside"
+        assert (outside / "secret.txt").read_bytes() == secret
 
     run(tmp_path, body)
