@@ -34,26 +34,9 @@ from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
 
 
-async def call(rig: Rig, who: Caller, name: str, **args: Any) -> Any:
-    """One syscall as the runtime makes it: a parked call waits for its answer."""
-    out = rig.k.call(who, name, args)
-    if not isinstance(out, Block):
-        return out.result
-    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def reply(result: Any, exc: BaseException | None) -> None:
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-
-    rig.k.park(object(), who, out, reply)
-    return await asyncio.wait_for(fut, 10)
-
-
 async def fails(rig: Rig, who: Caller, code: str, name: str, **args: Any) -> AgentOSError:
     with pytest.raises(AgentOSError) as info:
-        await call(rig, who, name, **args)
+        await rig.call(who, name, **args)
     assert info.value.code == code, (name, args, info.value)
     return info.value
 
@@ -84,14 +67,14 @@ def tree(root: Path) -> dict[str, str]:
 async def agent_on_mount(rig: Rig, rights: list[str]) -> Caller:
     a = rig.agent()
     for resource in ("fs:/mnt", "fs:/mnt/*"):
-        await call(rig, rig.person, "cap_delegate", to=a.pid, spec={"resource": resource, "rights": rights})
+        await rig.call(rig.person, "cap_delegate", to=a.pid, spec={"resource": resource, "rights": rights})
     return a
 
 
 async def write(rig: Rig, who: Caller, path: str, data: bytes, flags: list[str] | None = None) -> None:
-    fd = await call(rig, who, "open", path=path, flags=flags or ["write", "create", "truncate"])
-    await call(rig, who, "write", fd=fd, data=data)
-    await call(rig, who, "close", fd=fd)
+    fd = await rig.call(who, "open", path=path, flags=flags or ["write", "create", "truncate"])
+    await rig.call(who, "write", fd=fd, data=data)
+    await rig.call(who, "close", fd=fd)
 
 
 # -- the mount table -------------------------------------------------------------------------------------
@@ -101,11 +84,11 @@ def test_mount_umount_and_their_errors(tmp_path: Path) -> None:
     async def body(rig: Rig, host: Path) -> None:
         p = rig.person
         (host / "a.txt").write_text("A")
-        got = await call(rig, p, "mount", source=str(host), path="/mnt")
+        got = await rig.call(p, "mount", source=str(host), path="/mnt")
         assert got == {"path": "/mnt", "source": str(host.resolve()), "readonly": False, "kind": "host"}
-        assert "mnt" in await call(rig, p, "readdir", path="/")
-        assert await call(rig, p, "readdir", path="/mnt") == ["a.txt"]
-        rows = {r["path"]: r for r in await call(rig, p, "mounts")}
+        assert "mnt" in await rig.call(p, "readdir", path="/")
+        assert await rig.call(p, "readdir", path="/mnt") == ["a.txt"]
+        rows = {r["path"]: r for r in await rig.call(p, "mounts")}
         assert set(rows) == {"/dev", "/proc", "/tmp", "/mnt"} and rows["/mnt"]["source"] == str(
             host.resolve()
         )
@@ -115,17 +98,17 @@ def test_mount_umount_and_their_errors(tmp_path: Path) -> None:
         await fails(rig, p, "EBUSY", "mount", source=str(host), path="/")
         await fails(rig, p, "ENOENT", "mount", source=str(host / "missing"), path="/m2")
         await fails(rig, p, "ENOENT", "mount", source=str(host), path="/no/such/parent")
-        await call(rig, p, "mkdir", path="/full")
+        await rig.call(p, "mkdir", path="/full")
         rig.put(p, "/full/f", b"x")
         await fails(rig, p, "ENOTEMPTY", "mount", source=str(host), path="/full")
         await fails(rig, p, "ENOTDIR", "mount", source=str(host), path="/full/f")
-        fd = await call(rig, p, "open", path="/mnt/a.txt")
+        fd = await rig.call(p, "open", path="/mnt/a.txt")
         await fails(rig, p, "EBUSY", "umount", path="/mnt")
-        await call(rig, p, "close", fd=fd)
-        await call(rig, p, "umount", path="/mnt")
+        await rig.call(p, "close", fd=fd)
+        await rig.call(p, "umount", path="/mnt")
         await fails(rig, p, "EINVAL", "umount", path="/mnt")
         await fails(rig, p, "EBUSY", "umount", path="/dev")
-        assert "mnt" not in await call(rig, p, "readdir", path="/")
+        assert "mnt" not in await rig.call(p, "readdir", path="/")
         await fails(rig, p, "ENOENT", "stat", path="/mnt/a.txt")
 
     run(tmp_path, body)
@@ -136,9 +119,9 @@ def test_a_read_only_mount_refuses_every_write(tmp_path: Path) -> None:
         p = rig.person
         (host / "a.txt").write_text("A")
         (host / "d").mkdir()
-        await call(rig, p, "mount", source=str(host), path="/ro", readonly=True)
-        fd = await call(rig, p, "open", path="/ro/a.txt")
-        assert await call(rig, p, "read", fd=fd, n=10) == b"A"
+        await rig.call(p, "mount", source=str(host), path="/ro", readonly=True)
+        fd = await rig.call(p, "open", path="/ro/a.txt")
+        assert await rig.call(p, "read", fd=fd, n=10) == b"A"
         await fails(rig, p, "EROFS", "open", path="/ro/a.txt", flags=["write"])
         await fails(rig, p, "EROFS", "open", path="/ro/new", flags=["write", "create"])
         await fails(rig, p, "EROFS", "mkdir", path="/ro/x")
@@ -169,26 +152,26 @@ def test_writes_land_on_the_host_at_close_after_their_record_is_durable(
         monkeypatch.setattr(hostwriter.HostWriter, "_do", spy)
         p = rig.person
         (host / "a.txt").write_text("hello\n")
-        await call(rig, p, "mount", source=str(host), path="/mnt")
-        fd = await call(rig, p, "open", path="/mnt/a.txt", flags=["read", "write", "append"])
-        await call(rig, p, "write", fd=fd, data=b"world\n")
+        await rig.call(p, "mount", source=str(host), path="/mnt")
+        fd = await rig.call(p, "open", path="/mnt/a.txt", flags=["read", "write", "append"])
+        await rig.call(p, "write", fd=fd, data=b"world\n")
         assert (host / "a.txt").read_text() == "hello\n", "nothing reaches the host before close"
-        await call(rig, p, "seek", fd=fd, offset=0, whence="set")
-        assert await call(rig, p, "read", fd=fd, n=100) == b"hello\nworld\n", "the fd reads its own writes"
-        assert (await call(rig, p, "stat", path="/mnt/a.txt"))["size"] == 6
-        await call(rig, p, "fsync", fd=fd)
+        await rig.call(p, "seek", fd=fd, offset=0, whence="set")
+        assert await rig.call(p, "read", fd=fd, n=100) == b"hello\nworld\n", "the fd reads its own writes"
+        assert (await rig.call(p, "stat", path="/mnt/a.txt"))["size"] == 6
+        await rig.call(p, "fsync", fd=fd)
         assert (host / "a.txt").read_text() == "hello\nworld\n", "fsync publishes"
-        await call(rig, p, "write", fd=fd, data=b"more\n")
-        await call(rig, p, "close", fd=fd)
+        await rig.call(p, "write", fd=fd, data=b"more\n")
+        await rig.call(p, "close", fd=fd)
         assert (host / "a.txt").read_text() == "hello\nworld\nmore\n"
-        fd = await call(rig, p, "open", path="/mnt/new.txt", flags=["write", "create", "exclusive"])
-        await call(rig, p, "write", fd=fd, data=b"new")
+        fd = await rig.call(p, "open", path="/mnt/new.txt", flags=["write", "create", "exclusive"])
+        await rig.call(p, "write", fd=fd, data=b"new")
         assert not (host / "new.txt").exists(), "a new file appears whole, at its publish"
-        await call(rig, p, "close", fd=fd)
+        await rig.call(p, "close", fd=fd)
         assert (host / "new.txt").read_bytes() == b"new"
         await fails(rig, p, "EEXIST", "open", path="/mnt/new.txt", flags=["write", "create", "exclusive"])
-        fd = await call(rig, p, "open", path="/mnt/new.txt", flags=["write", "truncate"])
-        await call(rig, p, "close", fd=fd)
+        fd = await rig.call(p, "open", path="/mnt/new.txt", flags=["write", "truncate"])
+        await rig.call(p, "close", fd=fd)
         assert (host / "new.txt").read_bytes() == b"", "O_TRUNC with no write: an empty file"
         assert made_at and all(seq <= durable for seq, durable in made_at), made_at
         assert rig.k.state.world.vfs.host_unmade == {}
@@ -202,17 +185,17 @@ def test_names_change_on_the_host_and_errors_are_posix(tmp_path: Path) -> None:
         (host / "a.txt").write_text("A")
         (host / "full").mkdir()
         (host / "full" / "x").write_text("x")
-        await call(rig, p, "mount", source=str(host), path="/mnt")
-        await call(rig, p, "mkdir", path="/mnt/d")
+        await rig.call(p, "mount", source=str(host), path="/mnt")
+        await rig.call(p, "mkdir", path="/mnt/d")
         await fails(rig, p, "EEXIST", "mkdir", path="/mnt/d")
-        await call(rig, p, "rename", src="/mnt/a.txt", dst="/mnt/d/b.txt")
+        await rig.call(p, "rename", src="/mnt/a.txt", dst="/mnt/d/b.txt")
         await fails(rig, p, "ENOENT", "rename", src="/mnt/a.txt", dst="/mnt/c")
         await fails(rig, p, "ENOTEMPTY", "rmdir", path="/mnt/full")
         await fails(rig, p, "EISDIR", "unlink", path="/mnt/full")
         await fails(rig, p, "ENOTDIR", "rmdir", path="/mnt/d/b.txt")
         await fails(rig, p, "EXDEV", "rename", src="/mnt/d/b.txt", dst="/shared/b.txt")
-        await call(rig, p, "unlink", path="/mnt/full/x")
-        await call(rig, p, "rmdir", path="/mnt/full")
+        await rig.call(p, "unlink", path="/mnt/full/x")
+        await rig.call(p, "rmdir", path="/mnt/full")
         assert tree(host) == {"d": "<dir>", "d/b.txt": "A"}
 
     run(tmp_path, body)
@@ -226,19 +209,19 @@ def test_agents_need_capabilities_and_cannot_escape_the_mount(tmp_path: Path) ->
         (host / "out").symlink_to(outside)
         (host / "outdir").symlink_to(tmp_path)
         os.link(outside, host / "hard")
-        await call(rig, p, "mount", source=str(host), path="/mnt")
+        await rig.call(p, "mount", source=str(host), path="/mnt")
         stranger = rig.agent()
         await fails(rig, stranger, "EACCES", "readdir", path="/mnt")
         await fails(rig, stranger, "EACCES", "open", path="/mnt/new", flags=["write", "create"])
         reader = await agent_on_mount(rig, ["read", "list"])
-        assert set(await call(rig, reader, "readdir", path="/mnt")) == {"out", "outdir", "hard"}
+        assert set(await rig.call(reader, "readdir", path="/mnt")) == {"out", "outdir", "hard"}
         await fails(rig, reader, "EACCES", "open", path="/mnt/x", flags=["write", "create"])
         for path in ("/mnt/out", "/mnt/outdir/secret.txt", "/mnt/hard"):
             with pytest.raises(AgentOSError) as info:
-                await call(rig, p, "open", path=path)
+                await rig.call(p, "open", path=path)
             assert info.value.code in ("EXDEV", "EACCES", "ELOOP"), (path, info.value)
         with pytest.raises(AgentOSError):
-            await call(rig, p, "open", path="/mnt/outdir/new", flags=["write", "create"])
+            await rig.call(p, "open", path="/mnt/outdir/new", flags=["write", "create"])
         assert outside.read_text() == "SECRET" and not (tmp_path / "new").exists()
 
     run(tmp_path, body)
@@ -253,28 +236,28 @@ def test_history_and_undo_of_an_agents_host_changes(tmp_path: Path) -> None:
         (host / "keep.txt").write_text("original\n")
         (host / "gone.txt").write_text("bye\n")
         (host / "link").symlink_to("keep.txt")
-        await call(rig, p, "mount", source=str(host), path="/mnt")
+        await rig.call(p, "mount", source=str(host), path="/mnt")
         a = await agent_on_mount(rig, ["read", "write", "list"])
         await write(rig, a, "/mnt/keep.txt", b"clobbered\n")
         await write(rig, a, "/mnt/made.txt", b"made\n")
-        await call(rig, a, "unlink", path="/mnt/gone.txt")
-        await call(rig, a, "unlink", path="/mnt/link")
-        await call(rig, a, "mkdir", path="/mnt/sub")
-        await call(rig, a, "rename", src="/mnt/made.txt", dst="/mnt/sub/made.txt")
+        await rig.call(a, "unlink", path="/mnt/gone.txt")
+        await rig.call(a, "unlink", path="/mnt/link")
+        await rig.call(a, "mkdir", path="/mnt/sub")
+        await rig.call(a, "rename", src="/mnt/made.txt", dst="/mnt/sub/made.txt")
         assert tree(host) == {"keep.txt": "clobbered\n", "sub": "<dir>", "sub/made.txt": "made\n"}
-        h = await call(rig, p, "fs_history", path="/mnt/keep.txt")
+        h = await rig.call(p, "fs_history", path="/mnt/keep.txt")
         assert [(r["op"], r["cut"], r["size"], r["pid"], r["made"]) for r in h["versions"]] == [
             ("version", "close", 10, a.pid, True)
         ]
-        h = await call(rig, p, "fs_history", path="/mnt/gone.txt")
+        h = await rig.call(p, "fs_history", path="/mnt/gone.txt")
         assert [r["op"] for r in h["versions"]] == ["unlink"] and not h["exists"]
-        dry = await call(rig, p, "fs_undo", pid=a.pid, dry_run=True)
+        dry = await rig.call(p, "fs_undo", pid=a.pid, dry_run=True)
         assert dry["reverted_count"] == 6 and dry["events"] == 0 and tree(host)["keep.txt"] == "clobbered\n"
-        out = await call(rig, p, "fs_undo", pid=a.pid)
+        out = await rig.call(p, "fs_undo", pid=a.pid)
         assert (out["reverted_count"], out["conflicts"], out["denied"]) == (6, [], [])
         assert tree(host) == {"gone.txt": "bye\n", "keep.txt": "original\n"}
         assert os.readlink(host / "link") == "keep.txt"
-        again = await call(rig, p, "fs_undo", pid=p.pid)  # the undo was the person's: undoable too
+        again = await rig.call(p, "fs_undo", pid=p.pid)  # the undo was the person's: undoable too
         assert (again["reverted_count"], again["conflicts"]) == (6, [])
         assert tree(host) == {"keep.txt": "clobbered\n", "sub": "<dir>", "sub/made.txt": "made\n"}
 
@@ -284,21 +267,21 @@ def test_history_and_undo_of_an_agents_host_changes(tmp_path: Path) -> None:
 def test_undo_reports_conflicts_and_never_clobbers(tmp_path: Path) -> None:
     async def body(rig: Rig, host: Path) -> None:
         p = rig.person
-        await call(rig, p, "mount", source=str(host), path="/mnt")
+        await rig.call(p, "mount", source=str(host), path="/mnt")
         a = await agent_on_mount(rig, ["read", "write", "list"])
         b = await agent_on_mount(rig, ["read", "write", "list"])
         await write(rig, a, "/mnt/shared.txt", b"from a\n")
         await write(rig, b, "/mnt/shared.txt", b"from b\n")  # a later change by someone else
         await write(rig, a, "/mnt/own.txt", b"a's own\n")
         (host / "own.txt").write_text("edited on the host by a person\n")  # outside AgentOS
-        out = await call(rig, p, "fs_undo", pid=a.pid)
+        out = await rig.call(p, "fs_undo", pid=a.pid)
         assert out["reverted_count"] == 0 and out["conflicts_count"] == 2, out
         reasons = " ".join(c["reason"] for c in out["conflicts"])
         assert f"process {b.pid}" in reasons and "changed since" in reasons
         assert tree(host) == {"shared.txt": "from b\n", "own.txt": "edited on the host by a person\n"}
         # the writer refuses, too, a recorded change whose file moved under it (ESTALE)
-        fd = await call(rig, a, "open", path="/mnt/shared.txt", flags=["write", "append"])
-        await call(rig, a, "write", fd=fd, data=b"appended\n")
+        fd = await rig.call(a, "open", path="/mnt/shared.txt", flags=["write", "append"])
+        await rig.call(a, "write", fd=fd, data=b"appended\n")
         block = rig.k.call(a, "close", {"fd": fd})
         assert isinstance(block, Block)
         (host / "shared.txt").write_text("raced by the host\n")  # between the record and its making
@@ -324,10 +307,10 @@ def test_a_recorded_change_is_made_at_the_next_boot(tmp_path: Path, monkeypatch:
         rig = Rig(tmp_path)
         rig.boot()
         p = rig.person
-        await call(rig, p, "mount", source=str(host), path="/mnt")
+        await rig.call(p, "mount", source=str(host), path="/mnt")
         monkeypatch.setattr(hostwriter.HostWriter, "run", lambda self: None)  # the kernel dies first
-        fd = await call(rig, p, "open", path="/mnt/a.txt", flags=["write", "truncate"])
-        await call(rig, p, "write", fd=fd, data=b"new\n")
+        fd = await rig.call(p, "open", path="/mnt/a.txt", flags=["write", "truncate"])
+        await rig.call(p, "write", fd=fd, data=b"new\n")
         block = rig.k.call(p, "close", {"fd": fd})
         assert isinstance(block, Block)
         await rig.k.committer.durable(rig.k.head_seq)
@@ -430,9 +413,9 @@ def test_mount_arguments_get_typed_errors_and_leave_the_kernel_running(tmp_path:
             rig.k.call(p, "umount", {"path": got.result["path"]})
 
         one()
-        assert len(await call(rig, p, "mounts")) == 3 and rig.k.state.world.vfs.mounts == {}
-        await call(rig, p, "mount", source=str(host), path="/mnt")
-        assert await call(rig, p, "readdir", path="/mnt") == ["f"]
+        assert len(await rig.call(p, "mounts")) == 3 and rig.k.state.world.vfs.mounts == {}
+        await rig.call(p, "mount", source=str(host), path="/mnt")
+        assert await rig.call(p, "readdir", path="/mnt") == ["f"]
 
     run(tmp_path, body)
 
@@ -441,24 +424,24 @@ def test_read_and_restore_a_host_files_version_and_its_bytes_are_charged(tmp_pat
     async def body(rig: Rig, host: Path) -> None:
         p = rig.person
         (host / "f.txt").write_text("as found\n")
-        await call(rig, p, "mount", source=str(host), path="/mnt")
+        await rig.call(p, "mount", source=str(host), path="/mnt")
         a = await agent_on_mount(rig, ["read", "write", "list"])
         group = rig.k.state.world.procs.get(a.pid).group
         await write(rig, a, "/mnt/f.txt", b"one\n")
         await write(rig, a, "/mnt/f.txt", b"two\n")
-        seqs = [r["seq"] for r in (await call(rig, p, "fs_history", path="/mnt/f.txt"))["versions"]]
+        seqs = [r["seq"] for r in (await rig.call(p, "fs_history", path="/mnt/f.txt"))["versions"]]
         assert len(seqs) == 2
-        got = await call(rig, p, "fs_read_version", path="/mnt/f.txt", seq=seqs[0])
+        got = await rig.call(p, "fs_read_version", path="/mnt/f.txt", seq=seqs[0])
         assert (got["data"], got["seq"], got["size"]) == (b"one\n", seqs[0], 4)
-        assert (await call(rig, p, "fs_read_version", path="/mnt/f.txt", seq=seqs[1] + 1))["data"] == b"two\n"
+        assert (await rig.call(p, "fs_read_version", path="/mnt/f.txt", seq=seqs[1] + 1))["data"] == b"two\n"
         err = await fails(rig, p, "ENOENT", "fs_read_version", path="/mnt/f.txt", seq=seqs[0] - 1)
         assert "not changed through AgentOS" in err.message
         await fails(rig, p, "ENOENT", "fs_read_version", path="/mnt/f.txt", seq=seqs[1] + 1, exact=True)
-        out = await call(rig, p, "fs_restore", path="/mnt/f.txt", seq=seqs[0])
+        out = await rig.call(p, "fs_restore", path="/mnt/f.txt", seq=seqs[0])
         assert out["changed"] and (host / "f.txt").read_text() == "one\n"
-        assert not (await call(rig, p, "fs_restore", path="/mnt/f.txt", seq=seqs[0]))["changed"]
+        assert not (await rig.call(p, "fs_restore", path="/mnt/f.txt", seq=seqs[0]))["changed"]
         await fails(rig, p, "EINVAL", "fs_restore", path="/dev/null", seq=1)
-        usage = {g["name"]: g["usage"] for g in await call(rig, p, "groups") if g["name"] == group}[group]
+        usage = {g["name"]: g["usage"] for g in await rig.call(p, "groups") if g["name"] == group}[group]
         assert usage["file_bytes"] == 8 and usage["stored_bytes"] >= 8 + len("as found\n"), usage
 
     run(tmp_path, body)
@@ -480,7 +463,7 @@ def test_a_symlink_swap_race_through_the_syscalls_never_reaches_outside(tmp_path
         (host / "d").mkdir()
         (host / "d" / "secret.txt").write_bytes(inside)
         (host / "d_alt").symlink_to("../outside")
-        await call(rig, rig.person, "mount", source=str(host), path="/mnt")
+        await rig.call(rig.person, "mount", source=str(host), path="/mnt")
         a = await agent_on_mount(rig, ["read", "write", "list"])
         flipper = subprocess.Popen(
             [sys.executable, "-c", FLIPPER, str(host)], stdout=subprocess.PIPE, text=True
@@ -490,9 +473,9 @@ def test_a_symlink_swap_race_through_the_syscalls_never_reaches_outside(tmp_path
             assert flipper.stdout is not None and flipper.stdout.readline().strip() == "ready"
             for i in range(2000):
                 try:
-                    fd = await call(rig, a, "open", path="/mnt/d/secret.txt")
-                    data = await call(rig, a, "read", fd=fd, n=100)
-                    await call(rig, a, "close", fd=fd)
+                    fd = await rig.call(a, "open", path="/mnt/d/secret.txt")
+                    data = await rig.call(a, "read", fd=fd, n=100)
+                    await rig.call(a, "close", fd=fd)
                 except AgentOSError as err:
                     assert err.code in ("EXDEV", "ENOENT", "EAGAIN", "EBADF", "ESTALE"), err
                     counts["refused"] += 1
@@ -501,7 +484,7 @@ def test_a_symlink_swap_race_through_the_syscalls_never_reaches_outside(tmp_path
                     counts["read"] += 1
                 if i % 8 == 1:
                     try:
-                        names = await call(rig, a, "readdir", path="/mnt/d")
+                        names = await rig.call(a, "readdir", path="/mnt/d")
                     except AgentOSError:
                         pass
                     else:

@@ -9,87 +9,33 @@ kernel process: an SDK agent using the new calls, replayed after kill -9 of the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentos import param
-from agentos.errors import AgentOSError
-from agentos.kernel.boot import rebuild_state
-from agentos.kernel.calls import Caller
-from agentos.kernel.kernel import Kernel
 from agentos.kernel.sysfile import MAX_FDS
 from agentos.state import events as ev
 from agentos.state.vfs import FIRST_FD, FileSystem, PathError
 from agentos.state.vfs_apply import VFS_APPLY
-from agentos.state.world import state_hash
-from agentos.store.home import Home
 from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
+from agentos.testing.kernelrig import KernelRig, run_rig
 
 SHARED_ONLY = [{"resource": "fs:/shared", "rights": ["read", "write", "list"]}, {"resource": "sys:fd"}]
 
 
-class Rig:
+class Rig(KernelRig):
     """A kernel on a fresh home, a session (the person, who holds root) and agents."""
-
-    def __init__(self, root: Path) -> None:
-        self.k = Kernel(Home(root / "home"))
-        self.target = str(root / "agent.py")
-        Path(self.target).write_text("async def main(*argv):\n    return 0\n")
-        self.k.boot()
-        self.k.start()
-        pid = self.k.state.ledger.next_pid
-        self.k.emit(ev.ProcSpawned(pid=pid, ppid=param.INIT_PID, name="person", kind="session"), pid)
-        self.k.emit(ev.ProcStarted(pid=pid), pid)
-        self.person = Caller(pid=pid, kind="session")
-
-    def __call__(self, who: Caller, name: str, **args: Any) -> Any:
-        return self.k.call(who, name, args).result
-
-    def fails(self, who: Caller, code: str, name: str, **args: Any) -> AgentOSError:
-        with pytest.raises(AgentOSError) as info:
-            self.k.call(who, name, args)
-        assert info.value.code == code, (name, args, info.value)
-        return info.value
-
-    def agent(self, **spawn: Any) -> Caller:
-        return Caller(pid=self(self.person, "spawn", target=self.target, **spawn), kind="agent")
-
-    def cat(self, path: str) -> bytes:
-        fd = self(self.person, "open", path=path)
-        data = self(self.person, "read", fd=fd, n=param.MAX_ARG_BYTES)
-        self(self.person, "close", fd=fd)
-        return data
-
-    def put(self, who: Caller, path: str, data: bytes, mode: int = 0o644) -> None:
-        fd = self(who, "open", path=path, flags=["write", "create", "truncate"], mode=mode)
-        self(who, "write", fd=fd, data=data)
-        self(who, "close", fd=fd)
-
-    async def assert_rebuilt_equals_live(self) -> None:
-        await self.k.committer.durable(self.k.head_seq)
-        live, seq = state_hash(self.k.state), self.k.state.seq
-        assert state_hash(rebuild_state(self.k.log, until=seq, conn=self.k.reader)) == live
 
 
 def run(tmp_path: Path, body: Callable[[Rig], None]) -> None:
-    async def main() -> None:
-        rig = Rig(tmp_path)
-        try:
-            body(rig)
-            await rig.assert_rebuilt_equals_live()
-        finally:
-            await rig.k.close(clean=False)
-
-    asyncio.run(main())
+    run_rig(Rig(tmp_path), body, check_rebuild=True)
 
 
 # -- FileSystem.canonical: where resolve goes, with no symlink left ------------------------------------------

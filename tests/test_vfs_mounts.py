@@ -11,7 +11,6 @@ capability denials, and the state rebuilt from the log equal to the live one.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,49 +25,26 @@ from agentos.errors import AgentOSError
 from agentos.kernel import sysfile
 from agentos.kernel.boot import rebuild_state
 from agentos.kernel.calls import Caller
-from agentos.kernel.kernel import Kernel
 from agentos.kernel.vfs.view import own_mount, physical
 from agentos.state import events as ev
 from agentos.state.world import state_hash
-from agentos.store.home import Home
-
-AGENT_SOURCE = "async def main(*argv):\n    return 0\n"
+from agentos.testing.kernelrig import KernelRig, run_rig
 
 
-class Rig:
+class Rig(KernelRig):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.target = str(root / "agent.py")
-        Path(self.target).write_text(AGENT_SOURCE)
+        super().__init__(root)
         self.seen: list[ev.Payload] = []
 
     def boot(self) -> None:
-        self.k = Kernel(Home(self.root / "home"))
-        self.k.boot()
-        self.k.start()
+        super().boot()
         self.k.watch(frozenset({ev.ConsoleWrite, ev.AccessDenied}), lambda seq, e: self.seen.append(e))
-        pid = self.k.state.ledger.next_pid
-        self.k.emit(ev.ProcSpawned(pid=pid, ppid=param.INIT_PID, name="person", kind="session"), pid)
-        self.k.emit(ev.ProcStarted(pid=pid), pid)
-        self.person = Caller(pid=pid, kind="session")
 
-    def __call__(self, who: Caller, call: str, /, **args: Any) -> Any:
-        return self.k.call(who, call, args).result
-
-    def fails(self, who: Caller, code: str, call: str, /, **args: Any) -> AgentOSError:
-        with pytest.raises(AgentOSError) as info:
-            self.k.call(who, call, args)
-        assert info.value.code == code, (call, args, info.value)
-        return info.value
-
-    def agent(self, **spawn: Any) -> Caller:
-        return Caller(pid=self(self.person, "spawn", target=self.target, **spawn), kind="agent")
-
-    def cat(self, who: Caller, path: str) -> bytes:
+    def cat(self, who: Caller, path: str) -> bytes:  # type: ignore[override] - who reads it matters here
         fd = self(who, "open", path=path)
         data = self(who, "read", fd=fd, n=param.MAX_ARG_BYTES)
         self(who, "close", fd=fd)
-        return data
+        return bytes(data)
 
     def text(self, who: Caller, path: str) -> dict[str, str]:
         """A ``key: value`` /proc file, parsed."""
@@ -79,11 +55,6 @@ class Rig:
         header, *rows = self.cat(who, path).decode().splitlines()
         return [dict(zip(header.split("\t"), row.split("\t"), strict=True)) for row in rows]
 
-    def put(self, who: Caller, path: str, data: bytes) -> None:
-        fd = self(who, "open", path=path, flags=["write", "create", "truncate"])
-        self(who, "write", fd=fd, data=data)
-        self(who, "close", fd=fd)
-
     def events(self, kind: str) -> list[Any]:
         """The committed events of a kind, decoded (await ``committer.durable`` first)."""
         return [
@@ -93,17 +64,7 @@ class Rig:
 
 
 def run(tmp_path: Path, body: Callable[[Rig], Awaitable[None] | None]) -> None:
-    async def main() -> None:
-        rig = Rig(tmp_path)
-        rig.boot()
-        try:
-            out = body(rig)
-            if out is not None:
-                await out
-        finally:
-            await rig.k.close(clean=False)
-
-    asyncio.run(main())
+    run_rig(Rig(tmp_path), body)
 
 
 # -- the namespace --------------------------------------------------------------------------------------

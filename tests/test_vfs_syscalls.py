@@ -10,7 +10,6 @@ shows, an acknowledged write survives kill -9 of the kernel, and the CLI's comma
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -22,74 +21,22 @@ from typing import Any
 import pytest
 
 from agentos import param
-from agentos.errors import AgentOSError, PermissionDenied
+from agentos.errors import PermissionDenied
 from agentos.kernel.boot import rebuild_state
-from agentos.kernel.calls import Caller
-from agentos.kernel.kernel import Kernel
-from agentos.state import events as ev
 from agentos.state.world import state_hash
-from agentos.store.home import Home
 from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
-
-AGENT_SOURCE = "async def main(*argv):\n    return 0\n"
-
+from agentos.testing.kernelrig import KernelRig, run_rig
 
 # -- in-process ---------------------------------------------------------------------------------------
 
 
-class Rig:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.k = Kernel(Home(root / "home"))
-        self.target = str(root / "agent.py")
-        Path(self.target).write_text(AGENT_SOURCE)
-
-    def boot(self) -> None:
-        self.k = Kernel(Home(self.root / "home"))
-        self.k.boot()
-        self.k.start()
-        pid = self.k.state.ledger.next_pid
-        self.k.emit(ev.ProcSpawned(pid=pid, ppid=param.INIT_PID, name="person", kind="session"), pid)
-        self.k.emit(ev.ProcStarted(pid=pid), pid)
-        self.person = Caller(pid=pid, kind="session")
-
-    def __call__(self, who: Caller, name: str, **args: Any) -> Any:
-        return self.k.call(who, name, args).result
-
-    def fails(self, who: Caller, code: str, name: str, **args: Any) -> AgentOSError:
-        with pytest.raises(AgentOSError) as info:
-            self.k.call(who, name, args)
-        assert info.value.code == code, (name, args, info.value)
-        return info.value
-
-    def agent(self, **spawn: Any) -> Caller:
-        return Caller(pid=self(self.person, "spawn", target=self.target, **spawn), kind="agent")
-
-    def cat(self, path: str) -> bytes:
-        fd = self(self.person, "open", path=path)
-        data = self(self.person, "read", fd=fd, n=param.MAX_ARG_BYTES)
-        self(self.person, "close", fd=fd)
-        return data
-
-    def put(self, who: Caller, path: str, data: bytes) -> None:
-        fd = self(who, "open", path=path, flags=["write", "create", "truncate"])
-        self(who, "write", fd=fd, data=data)
-        self(who, "close", fd=fd)
+class Rig(KernelRig):
+    pass
 
 
 def run(tmp_path: Path, body: Callable[[Rig], Awaitable[None] | None]) -> None:
-    async def main() -> None:
-        rig = Rig(tmp_path)
-        rig.boot()
-        try:
-            out = body(rig)
-            if out is not None:
-                await out
-        finally:
-            await rig.k.close(clean=False)
-
-    asyncio.run(main())
+    run_rig(Rig(tmp_path), body)
 
 
 def test_first_boot_makes_the_root_and_shared(tmp_path: Path) -> None:

@@ -28,54 +28,21 @@ from agentos.errors import AgentOSError, PermissionDenied
 from agentos.kernel import systxn
 from agentos.kernel.boot import rebuild_state
 from agentos.kernel.calls import Caller
-from agentos.kernel.kernel import Kernel
 from agentos.state import events as ev
 from agentos.state.world import state_hash
-from agentos.store.home import Home
 from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
+from agentos.testing.kernelrig import KernelRig, run_rig
 
-AGENT_SOURCE = "async def main(*argv):\n    return 0\n"
 
+class Rig(KernelRig):
+    request = "r1"
 
-class Rig:
-    def __init__(self, root: Path, durability: str | None = None) -> None:
-        self.root = root
-        self.durability = durability
-        self.target = str(root / "agent.py")
-        Path(self.target).write_text(AGENT_SOURCE)
-
-    def boot(self) -> None:
-        self.k = Kernel(Home(self.root / "home"), durability=self.durability)
-        self.k.boot()
-        self.k.start()
-        pid = self.k.state.ledger.next_pid
-        self.k.emit(ev.ProcSpawned(pid=pid, ppid=param.INIT_PID, name="person", kind="session"), pid)
-        self.k.emit(ev.ProcStarted(pid=pid), pid)
-        self.person = Caller(pid=pid, kind="session", request="r1")
-
-    def __call__(self, who: Caller, name: str, **args: Any) -> Any:
-        return self.k.call(who, name, args).result
-
-    def fails(self, who: Caller, code: str, name: str, **args: Any) -> AgentOSError:
-        with pytest.raises(AgentOSError) as info:
-            self.k.call(who, name, args)
-        assert info.value.code == code, (name, args, info.value)
-        return info.value
-
-    def agent(self, caps: list[dict[str, Any]]) -> Caller:
+    def agent(self, caps: list[dict[str, Any]]) -> Caller:  # type: ignore[override]
         return Caller(pid=self(self.person, "spawn", target=self.target, caps=caps), kind="agent")
 
-    def cat(self, path: str) -> bytes:
-        fd = self(self.person, "open", path=path)
-        data = self(self.person, "read", fd=fd, n=param.MAX_ARG_BYTES)
-        self(self.person, "close", fd=fd)
-        return data
-
-    def put(self, path: str, data: bytes) -> None:
-        fd = self(self.person, "open", path=path, flags=["write", "create", "truncate"])
-        self(self.person, "write", fd=fd, data=data)
-        self(self.person, "close", fd=fd)
+    def put(self, path: str, data: bytes) -> None:  # type: ignore[override] - the person's
+        super().put(self.person, path, data)
 
     def tree(self, top: str) -> dict[str, Any]:
         """Everything below ``top``: relative path -> "dir" or the file's bytes."""
@@ -94,17 +61,7 @@ class Rig:
 
 
 def run(tmp_path: Path, body: Callable[[Rig], Awaitable[None] | None], durability: str | None = None) -> None:
-    async def main() -> None:
-        rig = Rig(tmp_path, durability)
-        rig.boot()
-        try:
-            out = body(rig)
-            if out is not None:
-                await out
-        finally:
-            await rig.k.close(clean=False)
-
-    asyncio.run(main())
+    run_rig(Rig(tmp_path, durability), body)
 
 
 def w(path: str, data: bytes, append: bool = False) -> dict[str, Any]:

@@ -11,7 +11,6 @@ an SDK agent writes, the CLI shows, compares, restores and undoes, across a kill
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -26,45 +25,21 @@ from hypothesis import strategies as st
 
 from agentos import param
 from agentos.errors import AgentOSError
-from agentos.kernel.boot import rebuild_state
 from agentos.kernel.calls import Caller
-from agentos.kernel.kernel import Kernel
-from agentos.state import events as ev
-from agentos.state.world import state_hash
-from agentos.store.home import Home
 from agentos.testing.kernelproc import KernelProcess
-
-AGENT_SOURCE = "async def main(*argv):\n    return 0\n"
-
+from agentos.testing.kernelrig import KernelRig, run_rig
 
 # -- in-process ---------------------------------------------------------------------------------------
 
 
-class Rig:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.target = str(root / "agent.py")
-        Path(self.target).write_text(AGENT_SOURCE)
-        self.k = Kernel(Home(root / "home"))
-        self.k.boot()
-        self.k.start()
-        pid = self.k.state.ledger.next_pid
-        self.k.emit(ev.ProcSpawned(pid=pid, ppid=param.INIT_PID, name="person", kind="session"), pid)
-        self.k.emit(ev.ProcStarted(pid=pid), pid)
-        self.person = Caller(pid=pid, kind="session")
-        self.n = 0
+class Rig(KernelRig):
+    n = 0
 
-    def __call__(self, who: Caller, call: str, **args: Any) -> Any:
+    def __call__(self, who: Caller, call: str, /, **args: Any) -> Any:
         if who.kind == "agent":  # each call of an agent has its own syscall id, as the stepper gives
             self.n += 1
             who.n = self.n
         return self.k.call(who, call, args).result
-
-    def fails(self, who: Caller, code: str, call: str, **args: Any) -> AgentOSError:
-        with pytest.raises(AgentOSError) as info:
-            self(who, call, **args)
-        assert info.value.code == code, (call, args, info.value)
-        return info.value
 
     def spawn(self, name: str, by: Caller | None = None, **more: Any) -> Caller:
         pid = self(by or self.person, "spawn", target=self.target, name=name, **more)
@@ -73,15 +48,7 @@ class Rig:
     def cat(self, path: str, seq: int | None = None) -> bytes:
         if seq is not None:
             return self(self.person, "fs_read_version", path=path, seq=seq)["data"]
-        fd = self(self.person, "open", path=path)
-        data = self(self.person, "read", fd=fd, n=param.MAX_ARG_BYTES)
-        self(self.person, "close", fd=fd)
-        return data
-
-    def put(self, who: Caller, path: str, data: bytes) -> None:
-        fd = self(who, "open", path=path, flags=["write", "create", "truncate"])
-        self(who, "write", fd=fd, data=data)
-        self(who, "close", fd=fd)
+        return super().cat(path)
 
     def history(self, path: str) -> list[dict[str, Any]]:
         return self(self.person, "fs_history", path=path)["versions"]
@@ -95,23 +62,9 @@ class Rig:
     def ls(self, path: str) -> list[str]:
         return self(self.person, "readdir", path=path)
 
-    async def rebuilt_equals_live(self) -> None:
-        await self.k.committer.durable(self.k.head_seq)
-        live, seq = state_hash(self.k.state), self.k.state.seq
-        assert state_hash(rebuild_state(self.k.log, until=seq, conn=self.k.reader)) == live
-
 
 def run(tmp_path: Path, body: Callable[[Rig], Awaitable[None] | None]) -> None:
-    async def main() -> None:
-        rig = Rig(tmp_path)
-        try:
-            out = body(rig)
-            if out is not None:
-                await out
-        finally:
-            await rig.k.close(clean=False)
-
-    asyncio.run(main())
+    run_rig(Rig(tmp_path), body)
 
 
 def test_history_names_who_made_each_version(tmp_path: Path) -> None:

@@ -23,51 +23,25 @@ from typing import Any
 import pytest
 
 from agentos import param
-from agentos.errors import AgentOSError, PermissionDenied
+from agentos.errors import PermissionDenied
 from agentos.kernel import syswatch
 from agentos.kernel.calls import Caller, Done
-from agentos.kernel.kernel import Kernel
-from agentos.state import events as ev
-from agentos.store.home import Home
 from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
+from agentos.testing.kernelrig import KernelRig, run_rig
 
-AGENT_SOURCE = "async def main(*argv):\n    return 0\n"
 
-
-class Rig:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.target = str(root / "agent.py")
-        Path(self.target).write_text(AGENT_SOURCE)
-
-    def boot(self) -> None:
-        self.k = Kernel(Home(self.root / "home"))
-        self.k.boot()
-        self.k.start()
-        pid = self.k.state.ledger.next_pid
-        self.k.emit(ev.ProcSpawned(pid=pid, ppid=param.INIT_PID, name="person", kind="session"), pid)
-        self.k.emit(ev.ProcStarted(pid=pid), pid)
-        self.person = Caller(pid=pid, kind="session")
-
-    def __call__(self, who: Caller, name: str, **args: Any) -> Any:
+class Rig(KernelRig):
+    def __call__(self, who: Caller, name: str, /, **args: Any) -> Any:
         outcome = self.k.call(who, name, args)
         assert isinstance(outcome, Done), f"{name} blocked"
         return outcome.result
 
-    def fails(self, who: Caller, code: str, name: str, **args: Any) -> AgentOSError:
-        with pytest.raises(AgentOSError) as info:
-            self.k.call(who, name, args)
-        assert info.value.code == code, (name, args, info.value)
-        return info.value
-
-    def agent(self, caps: list[dict[str, Any]]) -> Caller:
+    def agent(self, caps: list[dict[str, Any]]) -> Caller:  # type: ignore[override]
         return Caller(pid=self(self.person, "spawn", target=self.target, caps=caps), kind="agent")
 
-    def put(self, path: str, data: bytes = b"x") -> None:
-        fd = self(self.person, "open", path=path, flags=["write", "create", "truncate"])
-        self(self.person, "write", fd=fd, data=data)
-        self(self.person, "close", fd=fd)
+    def put(self, path: str, data: bytes = b"x") -> None:  # type: ignore[override] - the person's
+        super().put(self.person, path, data)
 
     def park(self, who: Caller, **args: Any) -> list[Any]:
         """Make a watch call; if it blocks, park it as the runtimes do. The box gets the answer."""
@@ -81,17 +55,7 @@ class Rig:
 
 
 def run(tmp_path: Path, body: Callable[[Rig], Awaitable[None] | None]) -> None:
-    async def main() -> None:
-        rig = Rig(tmp_path)
-        rig.boot()
-        try:
-            out = body(rig)
-            if out is not None:
-                await out
-        finally:
-            await rig.k.close(clean=False)
-
-    asyncio.run(main())
+    run_rig(Rig(tmp_path), body)
 
 
 async def settle() -> None:
