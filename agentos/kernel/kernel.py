@@ -39,6 +39,7 @@ from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
 from agentos.kernel.commit import GroupCommitter
 from agentos.kernel.fsaccess import FsPath
+from agentos.kernel.past import Past
 from agentos.kernel.quota import Quotas
 from agentos.kernel.syscall import SYSCALLS, Syscall
 from agentos.kernel.vfs import mounts, view
@@ -101,6 +102,7 @@ class Kernel:
         self.watch(quota.RESHAPING, self.quotas.on_event)
         self.mounts = mounts.Mounts(self)  # /dev, /proc, the private /tmps, the handles of their open files
         self.host = HostWriter(self)  # host-mount changes, made once their records are durable
+        self.past = Past(self)  # states at past points, for `agentos at POINT ...`
         self.policy: Policy = default_policy()
 
     # -- boot (one step a line, as xv6's main.c) ---------------------------------------------

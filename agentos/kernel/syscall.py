@@ -20,6 +20,7 @@ from typing import Any
 
 from agentos.abi import syscalls as sc
 from agentos.kernel import (
+    past,
     sysadmin,
     syscap,
     sysfd,
@@ -137,6 +138,7 @@ SYSCALLS: dict[str, Syscall] = _table(
     Syscall("mount", sc.MountArgs, ADMIN, "mount", sysmount.sys_mount, journal="none"),
     Syscall("umount", sc.PathArgs, ADMIN, "mount", sysmount.sys_umount, journal="none"),
     Syscall("mounts", sc.NoArgs, ADMIN, "mount", sysmount.sys_mounts, journal="none"),
+    Syscall("at", sc.AtArgs, ADMIN, "history", past.sys_at, journal="none"),
     Syscall("events", sc.EventsArgs, ADMIN, "events", sysadmin.sys_events, journal="none"),
     Syscall("logs", sc.LogsArgs, ADMIN, "logs", sysadmin.sys_logs, journal="none"),
     Syscall("state_hash", sc.NoArgs, ADMIN, "state_hash", sysadmin.sys_state_hash, journal="none"),

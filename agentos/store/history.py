@@ -81,3 +81,9 @@ def spawns(conn: apsw.Connection, until: int) -> list[EventRecord]:
     """Every ``proc.spawned`` event (a process's parent and name, also once it is reaped)."""
     sql = f"SELECT {_COLUMNS} FROM events WHERE kind = 'proc.spawned' AND seq <= ? ORDER BY seq"
     return _rows(conn, sql, [until])
+
+
+def ts_of(conn: apsw.Connection, seq: int) -> int | None:
+    """The timestamp (ns) of the event at ``seq``, None if there is none."""
+    rows = conn.execute("SELECT ts FROM events WHERE seq = ?", (seq,)).fetchall()
+    return int(rows[0][0]) if rows else None

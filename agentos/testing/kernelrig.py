@@ -30,6 +30,7 @@ class KernelRig:
 
     def __init__(self, root: Path, durability: str | None = None) -> None:
         self.root, self.durability = root, durability
+        root.mkdir(parents=True, exist_ok=True)
         self.target = str(root / "agent.py")
         Path(self.target).write_text(AGENT_SOURCE)
 

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from agentos.errors import AgentOSError, NetworkError
-from agentos.user import cli_caps, cli_fs, cli_groups, cli_mount, cli_secret, cli_versions
+from agentos.user import cli_at, cli_caps, cli_fs, cli_groups, cli_mount, cli_secret, cli_versions
 from agentos.user import format as fmt
 from agentos.user.options import Group, connect, fail, home_option, json_option
 from agentos.user.options import home_path as _home
@@ -293,6 +293,7 @@ for _command in (
     *cli_caps.COMMANDS,
     *cli_versions.COMMANDS,
     *cli_mount.COMMANDS,
+    *cli_at.COMMANDS,
     cli_secret.secret,
     cli_groups.groups,
     cli_groups.limit,

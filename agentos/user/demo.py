@@ -136,11 +136,17 @@ def _tour(home: Path) -> int:
     _quotas(c)
 
     step(9, "Files: two agents append to /shared/notes.txt in the kernel's versioned file system")
+    after_first = 0
     for words in (("first", "note"), ("second", "note")):
         run_and_wait(c, "agentos.examples.notes", *words)
+        after_first = after_first or c.call("status")["durable_seq"]
     st = c.call("stat", path="/shared/notes.txt")
     say(
         f"   agentos fs stat /shared/notes.txt: {st['size']} bytes, last version cut at seq {st['version_seq']}"
+    )
+    then = c.call("at", point=str(after_first), what="cat", args={"path": "/shared/notes.txt"})
+    say(
+        f"   agentos at {after_first} fs cat /shared/notes.txt: {then['result'].decode()!r} (the past, read-only)"
     )
     say(f"   {DIM}an agent reads /proc/self/status and writes to its private /tmp (kernel memory){RESET}")
     run_and_wait(c, "agentos.examples.scratch", "thrown", "away")

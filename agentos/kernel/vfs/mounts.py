@@ -166,9 +166,7 @@ def route(k: Kernel, c: Caller, path: str, *, follow: bool = True) -> Routed | N
     if point is None:
         return None
     if k is not m.k:  # a transaction's view of the kernel
-        raise InvalidArgument(
-            f"{path}: a transaction changes the versioned tree only, not {point}", code="EXDEV"
-        )
+        raise InvalidArgument(f"{path}: only the versioned tree is in this view, not {point}", code="EXDEV")
     return Routed(k, c, m.fs_at(point, c.pid), point, norm[len(point) :] or "/", path)
 
 
