@@ -340,14 +340,19 @@ def sqlite_wal_batch_insert(
     warmup_txns: int = 1,
     db_dir: Path | str | None = None,
     max_seconds: float = 20.0,
+    rows: list[EventRow] | None = None,
 ) -> list[float]:
     """Amortised µs per row of ``txns`` transactions of ``rows_per_txn`` inserts (one sample per txn).
 
     Rows/second is ``1e6 / sample``. A fresh database per call (in ``db_dir``, default the temp dir);
-    ``BEGIN IMMEDIATE`` / ``executemany`` / ``COMMIT`` is what is timed.
+    ``BEGIN IMMEDIATE`` / ``executemany`` / ``COMMIT`` is what is timed. ``rows`` (at least
+    ``(warmup_txns + txns) * rows_per_txn`` of them): the very rows to insert, else ``make_event_rows``.
     """
     total = warmup_txns + txns
-    rows = make_event_rows(total * rows_per_txn)
+    if rows is None:
+        rows = make_event_rows(total * rows_per_txn)
+    elif len(rows) < total * rows_per_txn:
+        raise ValueError(f"{len(rows)} rows given, {total * rows_per_txn} needed")
     clock = time.perf_counter_ns
     deadline = _deadline_ns(max_seconds)
     samples: list[float] = []

@@ -11,13 +11,15 @@ write phase (the output-commit rule: the person's reply would wait for it). The 
 of issue 5 (100 versions of a 1 MiB file) is ``versioned_storage_100_edits_vs_100_copies`` in
 ``bench/chunk_benches.py``.
 
-Where the sequential measure's time goes (cProfile of one 64 MiB round trip, 4.4 s profiled; ~2.8 s
-without the profiler, ~70x the host's page-cache round trip): reads are ~3/4 of it, and within them
-``filedata.read_bytes`` decoding the file's whole ``Manifest`` on every 512 KiB read (2.3 s: 257
-decodes of ~12k chunk entries, hex to bytes and back) — a decoded-manifest cache there would remove
-most of it; then one ``SELECT`` per chunk fetched (24.7k, 0.6 s), manifest encoding at each write and
-at the version cut (0.7 s), and the commit's ``executemany`` of the chunk blobs (0.6 s). Chunking
-itself (FastCDC + sha256) is ~0.3 s. The 10k-small-files measure is ~13x the host's tmpfs.
+Where the sequential measure's time goes: the kernel reads a file's chunks in one query per read
+(``EventLog.get_blobs``) through a cache of decoded manifests and recent chunks, and cuts a version by
+merging the writes' chunk lists (``docs/vfs.md``, "How bytes are read and versions cut"). Left, CPU
+per MiB on a 2-core box (process time, all threads): the writes ~3.5 ms (FastCDC + sha256 of every
+chunk, and one query for which are stored), the close ~1.5 ms (chunks cut again around the 128
+seams), the reads ~5 ms (~2.3 ms in SQLite, then each chunk read from disk checked against its hash).
+Both measures write the same bytes every run, so from the second run on every chunk is already
+stored and no chunk is inserted: fresh bytes add the commit's insert of the chunks (~7 ms/MiB of CPU
+more, and the WAL's disk writes).
 """
 
 from __future__ import annotations
@@ -122,16 +124,15 @@ def _host_sequential(path: Path, data: bytes, *, fsync: bool) -> float:
     unit="MiB",
     notes="ours: a kernel booted in this process (synchronous=NORMAL, WAL), a session caller, Kernel.call: "
     "open(write, create, truncate), 128 writes of 512 KiB (param.MAX_ARG_BYTES/2, each chunked and "
-    "stored as blobs with its vfs.wrote event), close (cuts a version: the content re-materialised and "
-    "re-chunked, its chunks already stored), await the committer's durability of the head; then open, "
+    "stored as blobs with its vfs.wrote event), close (cuts a version: the writes' chunk lists merged, "
+    "chunks cut again around their seams), await the committer's durability of the head; then open, "
     "reads of 512 KiB until EOF, close, durability wait (reads move the offset: events). 64 MiB of "
     "os.urandom, a fresh path per run in one kernel; the bytes read back are checked. Baseline: the same "
     "bytes and call sizes through Python file objects in a directory beside the kernel's home (same disk), "
     "write + close then read, no fsync: the kernel's NORMAL commits do not fsync either. µs per MiB of "
     "the round trip; extra has write and read split, the slowdown (ours / baseline) and the host with fsync "
-    "before close. Where the time goes (cProfile): each 512 KiB read decodes the whole file's manifest "
-    "(~12k chunk entries for 64 MiB) and fetches its chunks one SELECT each; each write encodes a manifest; "
-    "the commit inserts the 64 MiB of chunk blobs (see the module's docstring).",
+    "before close. The same bytes every run: from the second run on their chunks are stored already, "
+    "so the writes insert none (the module's docstring says what fresh bytes add and where the time goes).",
     budget_s=30.0,
     quick_budget_s=8.0,
 )
@@ -209,7 +210,8 @@ def _host_small_files(directory: Path, n: int, body: bytes) -> float:
     "with its vfs.wrote event), close (cuts a version); one durability wait after the 10000 (the "
     "output-commit rule for the last reply); a fresh directory per run in one kernel, so the tree grows "
     "run by run (snapshots come as the kernel takes them). Each file's bytes differ (its number in "
-    "them), so no chunk is shared. Baseline: the same files and bytes with Python file objects in a "
+    "them), so no chunk is shared within a run; every run writes the same 10000 contents, so from the "
+    "second run on their blobs are stored already and none is inserted. Baseline: the same files and bytes with Python file objects in a "
     "fresh directory of /dev/shm (removed after the run, outside the clock). One sample per run: µs per file.",
     budget_s=30.0,
     quick_budget_s=8.0,

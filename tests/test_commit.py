@@ -66,6 +66,8 @@ def test_rows_are_bound_on_the_loop_thread_and_only_an_fsyncing_commit_leaves_it
 def test_the_kernel_checkpoints_the_wal_on_a_thread_of_its_own(tmp_path: Path) -> None:
     home = tmp_path / "home"
     seen: list[str] = []
+    copied: list[int] = []
+    wal_sizes: list[int] = []
 
     async def scenario() -> None:
         k = Kernel(Home(home))
@@ -75,7 +77,9 @@ def test_the_kernel_checkpoints_the_wal_on_a_thread_of_its_own(tmp_path: Path) -
 
         def traced() -> tuple[int, int]:
             seen.append(threading.current_thread().name)
-            return original()
+            frames = original()
+            copied.append(frames[1])
+            return frames
 
         k.log.checkpoint = traced  # type: ignore[method-assign]
         last = 0
@@ -83,6 +87,7 @@ def test_the_kernel_checkpoints_the_wal_on_a_thread_of_its_own(tmp_path: Path) -
             for i in range(5000):
                 last = k.emit(ev.CpuCharged(pid=1, ns=i + 1))
             await k.committer.durable(last)
+            wal_sizes.append((home / "log.db-wal").stat().st_size)
             await asyncio.sleep(0.01)  # let a checkpoint in flight finish now and then
         for _ in range(500):
             if k.committer.checkpoints >= 2:
@@ -93,6 +98,10 @@ def test_the_kernel_checkpoints_the_wal_on_a_thread_of_its_own(tmp_path: Path) -
 
     asyncio.run(scenario())
     assert seen and all(name.startswith("agentos-checkpoint") for name in seen)
+    # the thread's checkpoints did the copying (a connection that never read says (-1, -1) and
+    # copies nothing), and the WAL restarted instead of growing with the log (~12 MB written)
+    assert sum(n for n in copied if n > 0) >= 2000, copied
+    assert max(wal_sizes) < 9 * 1024 * 1024, wal_sizes
     # the frames were copied into the database file itself, not only left in the WAL
     assert (home / "log.db").stat().st_size > 4 * 1024 * 1024
     log = EventLog(home / "log.db", hmac_key=Home(home).hmac_key())

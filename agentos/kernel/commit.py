@@ -8,7 +8,8 @@ commits hundreds of times slower. Only the COMMIT goes to the writer thread, and
 synchronous=FULL, where it is the fsync (one GIL release); under NORMAL a WAL commit does no I/O
 wait worth a thread hop. WAL checkpoints are taken over from SQLite (which would run them inside
 some COMMIT) and run on a thread of their own, on their own connection, once the WAL passes
-``CHECKPOINT_PAGES``. ``durable(seq)`` resolves once the log is durable up to ``seq``: every
+``CHECKPOINT_PAGES``; one that frames committed meanwhile kept from completing is finished there
+too, between commits. ``durable(seq)`` resolves once the log is durable up to ``seq``: every
 output — a socket reply, a console line, an event stream — waits on it. A failed commit is fatal:
 live state is ahead of the log and must not be served.
 """
@@ -141,13 +142,16 @@ class GroupCommitter:
             log.warning("WAL checkpoint failed: %s", exc)
             return
         self.checkpoints += 1
+        if fut.result()[1] >= self.store.wal_pages:
+            return  # nothing was committed meanwhile: complete already, the next commit restarts the WAL
         if self.failed is None:
             self._finishing = asyncio.get_running_loop().create_task(self._finish_checkpoint())
 
     async def _finish_checkpoint(self) -> None:
         async with self._store_lock:  # between commits: nothing can be appended meanwhile
-            try:
-                self.store.finish_checkpoint()
+            try:  # on the checkpoint thread: the loop goes on stamping and applying events meanwhile
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._checkpoint_executor, self.store.finish_checkpoint)
             except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation: log and go on
                 log.warning("WAL checkpoint could not finish: %s", exc)
 

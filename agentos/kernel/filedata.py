@@ -1,69 +1,65 @@
-"""A file's bytes and its versions: content materialised from state and blobs, writes stored as
-chunk blobs, versions cut at close/fsync/exit (``docs/vfs.md``). Used by the file syscalls
-(``sysfile.py``, ``sysfd.py``) and the process exit path; mutates nothing.
+"""A file's bytes and its versions: content read from state and blobs, writes stored as chunk
+blobs, versions cut at close/fsync/exit (``docs/vfs.md``). Used by the file syscalls (``sysfile.py``,
+``sysfd.py``) and the process exit path; mutates nothing.
 
-Discussion: :func:`content` builds the whole file in memory, and a version re-chunks all of it:
-fine for the files agents write today (``param.MAX_FILE_BYTES``), to be replaced by a chunk-level
-merge of the pending writes.
+A file with pending writes is a list of pieces of stored contents (``filelayout.py``): a read
+fetches only the chunks under its range, and a version is cut by merging the pieces' chunk lists,
+cutting chunks again only around their seams (``fileversion.py``). :func:`content` still builds a
+whole file, for the callers that need all of it.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from agentos.errors import AgentOSError, IOFailure
+from agentos.errors import AgentOSError
+from agentos.kernel import blobcache, fileversion
+from agentos.kernel.filelayout import Layout
 from agentos.state import events as ev
-from agentos.state.vfs import WRITE, Inode
+from agentos.state.vfs import WRITE, Inode, PendingWrite
 from agentos.store import chunks
-from agentos.store.chunks import Manifest, join, read_range
+from agentos.store.chunks import Manifest, read_span
 
 if TYPE_CHECKING:
     from agentos.kernel.kernel import Kernel
 
 
 def _manifest(k: Kernel, h: str) -> Manifest:
-    data = k.blob(h)
-    if data is None:
-        raise IOFailure(f"file manifest {h} is missing", code="EIO", retryable=False)
-    return Manifest.decode(data)
-
-
-def _place(buf: bytearray, offset: int, data: bytes) -> None:
-    if offset > len(buf):
-        buf.extend(bytes(offset - len(buf)))  # a hole reads as zeros
-    buf[offset : offset + len(data)] = data
+    return blobcache.manifest(k, h)[0]
 
 
 def content(k: Kernel, node: Inode) -> bytes:
     """A file's current bytes: its last version, then its pending writes and truncates in order."""
-    buf = bytearray(join(_manifest(k, node.manifest), k.blob) if node.manifest else b"")
-    for w in node.pending:
-        if w.data:
-            _place(buf, w.offset, join(_manifest(k, w.data), k.blob))
-        elif w.offset < len(buf):
-            del buf[w.offset :]
-        else:
-            buf.extend(bytes(w.offset - len(buf)))
-    return bytes(buf)
+    layout = Layout.of(node)
+    return layout.read(k, 0, layout.size)
 
 
 def read_bytes(k: Kernel, node: Inode, offset: int, n: int) -> bytes:
-    if not node.pending:
-        return read_range(_manifest(k, node.manifest), k.blob, offset, n) if node.manifest else b""
-    return content(k, node)[offset : offset + n]
-
-
-def _stored(k: Kernel, blobs: dict[str, bytes]) -> int:
-    """Bytes of the blobs not stored yet (what storing them would add)."""
-    return sum(len(b) for h, b in blobs.items() if not k.has_blob(h))
+    if node.pending:
+        return Layout.of(node).read(k, offset, n)
+    if not node.manifest:
+        return b""
+    m, starts = blobcache.manifest(k, node.manifest)
+    return read_span(m, starts, k.get_blobs, offset, n)
 
 
 def store_bytes(k: Kernel, data: bytes) -> tuple[str, dict[str, bytes]]:
     """``data`` chunked: its manifest's hash ("" for nothing) and the blobs not stored yet."""
     if not data:
         return "", {}
-    return chunks.store(data, k.has_blob)
+    return chunks.store_many(data, k.stored_blobs)
+
+
+def cut_version(
+    k: Kernel, node: Inode, extra: Iterable[PendingWrite] = ()
+) -> tuple[str, dict[str, bytes], int]:
+    """``node``'s content with its pending changes and ``extra`` as one stored version: its manifest
+    hash, the blobs not stored yet, its size."""
+    layout = Layout.of(node, extra)
+    h, blobs = fileversion.cut(k, layout)
+    return h, blobs, layout.size
 
 
 def version_events(
@@ -73,10 +69,9 @@ def version_events(
     ``cause``: what cut it (close, fsync, exit), kept in the event for ``fs_history``."""
     if not node.pending:
         return [], {}
-    data = content(k, node)
-    h, blobs = store_bytes(k, data)
+    h, blobs, size = cut_version(k, node)
     stored = sum(len(b) for b in blobs.values())
-    cut = ev.VfsVersion(ino=node.ino, manifest=h, size=len(data), pid=pid, stored=stored, cause=cause)
+    cut = ev.VfsVersion(ino=node.ino, manifest=h, size=size, pid=pid, stored=stored, cause=cause)
     return [cut], blobs
 
 

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from agentos.errors import InvalidArgument, IOFailure, NotFound
-from agentos.kernel import fsaccess
+from agentos.errors import InvalidArgument, NotFound
+from agentos.kernel import blobcache, fsaccess
 from agentos.state import events as ev
 from agentos.state.vfs import DIR, SYMLINK, lexical
 from agentos.store import history
-from agentos.store.chunks import Manifest, read_range
+from agentos.store.chunks import read_span
 from agentos.store.events import EventRecord
 from agentos.store.log import VFS_CHANGE_KINDS
 
@@ -315,7 +315,5 @@ def read_version(k: Kernel, v: Version, offset: int, n: int) -> bytes:
     """``n`` bytes of a version from ``offset`` (fewer at its end)."""
     if not v.manifest or offset >= v.size or n <= 0:
         return b""
-    data = k.blob(v.manifest)
-    if data is None:
-        raise IOFailure(f"the manifest {v.manifest} of the version at seq {v.seq} is missing", code="EIO")
-    return read_range(Manifest.decode(data), k.blob, offset, n)
+    m, starts = blobcache.manifest(k, v.manifest, f"the manifest {v.manifest} of the version at seq {v.seq}")
+    return read_span(m, starts, k.get_blobs, offset, n)

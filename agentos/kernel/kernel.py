@@ -35,6 +35,7 @@ from agentos.caps.policy import Policy, default_policy, load_policy
 from agentos.errors import AgentOSError, InternalError, InvalidArgument, SecurityViolation
 from agentos.kernel import authz, quota, sysproc, syswatch
 from agentos.kernel.authz import ROOT_RESOURCE, ROOT_RIGHTS, Authority
+from agentos.kernel.blobcache import BlobCache
 from agentos.kernel.boot import load_state
 from agentos.kernel.calls import Block, Caller, Done, Stream
 from agentos.kernel.commit import GroupCommitter
@@ -89,7 +90,7 @@ class Kernel:
         self.shutdown_kill = False
         self.fatal: BaseException | None = None
         self._waits_dirty = False
-        self._recent_blobs: dict[str, bytes] = {}
+        self.blob_cache = BlobCache(self)  # emitted blobs, recent chunks, decoded manifests
         self._last_snapshot_seq = 0
         self.snapshot_every = param.SNAPSHOT_EVERY_EVENTS
         self._snapshotting = False
@@ -243,7 +244,7 @@ class Kernel:
         apply(self.state, seq, ts, payload)
         self.committer.add(record, blobs)
         if blobs:
-            self._remember_blobs(blobs)
+            self.blob_cache.remember(blobs)
         if kind in _WAKING_KINDS:
             self._schedule_wait_recheck()
         for inst in self.instruments:
@@ -260,11 +261,6 @@ class Kernel:
         """Call ``fn(seq, payload)`` for every applied event of these payload types."""
         for kind in kinds:
             self._watchers.setdefault(kind, []).append(fn)
-
-    def _remember_blobs(self, blobs: dict[str, bytes]) -> None:
-        if len(self._recent_blobs) > 256:
-            self._recent_blobs.clear()
-        self._recent_blobs.update(blobs)
 
     def emit_all(
         self,
@@ -294,16 +290,19 @@ class Kernel:
     def blob(self, h: str) -> bytes | None:
         """A blob by hash: one emitted and not yet committed (never evicted before its commit), a
         recent one, else from the log."""
-        c = self.committer
-        found = c.pending_blobs.get(h) or c.inflight_blobs.get(h) or self._recent_blobs.get(h)
-        return found if found is not None else self.log.get_blob(h, self.reader)
+        return self.blob_cache.get(h)
 
     def has_blob(self, h: str) -> bool:
         """Whether a blob is stored (or emitted, to be committed with its event)."""
-        c = self.committer
-        if h in c.pending_blobs or h in c.inflight_blobs or h in self._recent_blobs:
-            return True
-        return self.log.has_blob(h, self.reader)
+        return self.blob_cache.has(h)
+
+    def get_blobs(self, hashes: list[str]) -> dict[str, bytes]:
+        """Those of ``hashes`` found, verified, in one query for the ones not in memory (``chunks.GetBlobs``)."""
+        return self.blob_cache.get_many(hashes)
+
+    def stored_blobs(self, hashes: list[str]) -> set[str]:
+        """Which of ``hashes`` are stored or emitted (``has_blob`` for many, in one query)."""
+        return self.blob_cache.stored_many(hashes)
 
     # -- syscalls ----------------------------------------------------------------------------
 

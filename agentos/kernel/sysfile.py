@@ -127,14 +127,16 @@ def sys_open(k: Kernel, c: Caller, a: sc.OpenArgs) -> Done:
     if (r := mounts.route(k, c, a.path)) is not None:
         return r.fs.open(r, Open(fd, frozenset(flags), mode, a.mode))
     events: list[ev.Payload] = []
+    if "create" in flags and a.path.endswith("/"):  # as Linux: the directory on the way, then EISDIR
+        with paths():
+            fs.resolve(a.path.rstrip("/").rpartition("/")[0] + "/")
+        raise InvalidArgument(f"{a.path} names a directory", code="EISDIR")
     try:
         with paths():
             ino = fs.resolve(a.path)
     except NotFound:
         if "create" not in flags:
             raise
-        if a.path.endswith("/"):
-            raise InvalidArgument(f"{a.path} names a directory", code="EISDIR") from None
         where = a.path
         if fs.lookup(a.path, follow=False) is not None:  # a dangling symlink: create what it names
             if "exclusive" in flags:
@@ -229,18 +231,23 @@ def sys_rename(k: Kernel, c: Caller, a: sc.RenameArgs) -> Done:
     fsaccess.authorise(k, c, "rename", a.dst, "write", follow=False)  # the row checked the source
     if (moved := mounts.rename(k, c, a.src, a.dst)) is not None:
         return moved
-    src, name, node = lookup_entry(fs, a.src)
+    # Linux's order, so the first error is the one a user knows: both directories, the source,
+    # trailing slashes, then a move into itself (EINVAL) or over an ancestor of itself (ENOTEMPTY).
     with paths():
+        fs.parent_of(a.src)
         parent, new_name = fs.parent_of(a.dst)
+    src, name, node = lookup_entry(fs, a.src)
     dst = fs.inodes[parent]
     old = dst.entries.get(new_name)
-    if old == node.ino:
-        return Done(None)  # the same file: POSIX does nothing
     is_dir = node.kind == DIR
     if not is_dir and (a.src.endswith("/") or a.dst.endswith("/")):
         raise InvalidArgument(f"{a.src} is not a directory", code="ENOTDIR")
     if is_dir and _inside(fs, dst.ino, node.ino):
         raise InvalidArgument(f"cannot move {a.src} into itself ({a.dst})")
+    if old is not None and old != node.ino and _inside(fs, src.ino, old):
+        raise Conflict(f"{a.dst} is not empty (it holds {a.src})", code="ENOTEMPTY")
+    if old == node.ino:
+        return Done(None)  # the same file: POSIX does nothing
     if old is not None:
         victim = fs.inodes[old]
         if victim.kind == DIR and not is_dir:

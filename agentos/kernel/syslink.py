@@ -22,12 +22,12 @@ from agentos.abi import syscalls as sc
 from agentos.errors import InvalidArgument, NotFound, PermissionDenied
 from agentos.kernel import fsaccess
 from agentos.kernel.calls import Caller, Done
-from agentos.kernel.filedata import content, store_bytes
+from agentos.kernel.filedata import cut_version
 from agentos.kernel.fsaccess import W
 from agentos.kernel.sysfile import free_name, lookup_entry, paths
 from agentos.kernel.vfs import mounts
 from agentos.state import events as ev
-from agentos.state.vfs import DIR, FILE, SYMLINK, Inode
+from agentos.state.vfs import DIR, FILE, SYMLINK, Inode, PendingWrite
 
 if TYPE_CHECKING:
     from agentos.kernel.kernel import Kernel
@@ -105,9 +105,7 @@ def sys_truncate(k: Kernel, c: Caller, a: sc.TruncateArgs) -> Done:
     fsaccess.need(c, node, W, a.path)
     if a.size == node.pending_size:
         return Done(None)  # no change (POSIX leaves even the times alone)
-    data = content(k, node)[: a.size]
-    data += bytes(a.size - len(data))
-    h, blobs = store_bytes(k, data)
+    h, blobs, _ = cut_version(k, node, [PendingWrite(a.size, "", 0)])  # the pending changes, then the cut
     stored = sum(len(b) for b in blobs.values())
     if c.kind == "agent":
         k.quotas.check(c.pid, {"stored_bytes": stored})

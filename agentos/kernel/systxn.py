@@ -132,6 +132,16 @@ class View(_Through):
     def has_blob(self, h: str) -> bool:
         return h in self.blobs or self._inner.has_blob(h)
 
+    def get_blobs(self, hashes: list[str]) -> dict[str, bytes]:
+        found = {h: self.blobs[h] for h in hashes if h in self.blobs}
+        rest = [h for h in hashes if h not in found]
+        return found | self._inner.get_blobs(rest) if rest else found
+
+    def stored_blobs(self, hashes: list[str]) -> set[str]:
+        staged = {h for h in hashes if h in self.blobs}
+        rest = [h for h in hashes if h not in staged]
+        return staged | self._inner.stored_blobs(rest) if rest else staged
+
     def apply(self, events: list[ev.Payload]) -> None:
         """Fold ``events`` into the view (as the kernel will into live state) and keep them."""
         for e in events:

@@ -54,6 +54,10 @@ ACCELERATED: bool = FastCDC.__module__.startswith("pyfastcdc.cy")
 GetBlob = Callable[[str], bytes | None]
 """Fetch a blob by its hash, ``None`` when there is none (``EventLog.get_blob`` is one)."""
 
+GetBlobs = Callable[[list[str]], dict[str, bytes]]
+"""Fetch blobs by hash in one go: those found, each already known to hash to its name (the kernel
+verifies what it reads from disk; bytes it hashed itself need no second look): ``Kernel.get_blobs``."""
+
 Buffer = bytes | bytearray | memoryview
 
 
@@ -84,10 +88,10 @@ class Manifest(msgspec.Struct, frozen=True):
             raise _corrupt(f"file manifest format {fmt} is not {MANIFEST_FORMAT}")
         if any(len(d) != DIGEST_BYTES or n < 1 for d, n in pairs) or sum(n for _, n in pairs) != size:
             raise _corrupt(f"inconsistent file manifest ({len(pairs)} chunks, size {size})")
-        manifest = cls(size, [(d.hex(), n) for d, n in pairs])
-        if manifest.encode() != data:
+        # re-encoded from the raw digests: the canonical check without a hex round trip per chunk
+        if msgspec.msgpack.encode((fmt, size, pairs)) != data:
             raise _corrupt("file manifest is not in canonical form")
-        return manifest
+        return cls(size, [(d.hex(), n) for d, n in pairs])
 
 
 def _corrupt(message: str) -> IOFailure:
@@ -171,6 +175,55 @@ def read_range(manifest: Manifest, get_blob: GetBlob, offset: int, length: int) 
     return b"".join(parts)
 
 
+def offsets(manifest: Manifest) -> list[int]:
+    """Where each chunk of ``manifest`` starts, and its size last: ``len(chunks) + 1`` offsets."""
+    return [0, *itertools.accumulate(n for _, n in manifest.chunks)]
+
+
+def span(manifest: Manifest, starts: list[int], offset: int, length: int) -> range:
+    """The indexes of the chunks that ``[offset, offset + length)`` overlaps (``starts``: ``offsets``)."""
+    if offset < 0 or length < 0:
+        raise InvalidArgument(f"offset {offset} and length {length} must be >= 0")
+    end = min(offset + length, manifest.size)
+    if offset >= end:
+        return range(0)
+    return range(bisect.bisect_right(starts, offset) - 1, bisect.bisect_left(starts, end))
+
+
+def read_span(manifest: Manifest, starts: list[int], get_blobs: GetBlobs, offset: int, length: int) -> bytes:
+    """``read_range`` with the chunk offsets given (``offsets(manifest)``, kept with a cached manifest)
+    and the chunks it needs fetched in one call of ``get_blobs``, which has verified them."""
+    indexes = span(manifest, starts, offset, length)
+    got = get_blobs(list(dict.fromkeys(manifest.chunks[i][0] for i in indexes)))
+    return cut_span(manifest, starts, got, offset, length, indexes)
+
+
+def cut_span(
+    manifest: Manifest, starts: list[int], got: dict[str, bytes], offset: int, length: int, indexes: range
+) -> bytes:
+    """The bytes of ``[offset, offset + length)`` from its chunks (``indexes``, from ``span``) in ``got``;
+    a chunk missing there or of another length is EIO."""
+    end = min(offset + length, manifest.size)
+    parts: list[bytes] = []
+    for index in indexes:
+        h, n = manifest.chunks[index]
+        data = got.get(h)
+        if data is None or len(data) != n:
+            state = "missing" if data is None else f"corrupt: {len(data)} bytes, not {n}"
+            raise _corrupt(f"chunk {index} ({h}) of a {manifest.size}-byte file is {state}")
+        lo = max(offset - starts[index], 0)
+        hi = min(end - starts[index], n)
+        parts.append(data[lo:hi] if (lo, hi) != (0, n) else data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def first_cut(data: Buffer) -> int:
+    """The length of the chunk FastCDC cuts first from ``data``: the same as in any longer buffer that
+    starts with these bytes, as long as ``data`` holds ``MAX_SIZE`` bytes or runs to the end of the file
+    (a cut depends only on the bytes since the last cut and on how many remain, up to ``MAX_SIZE``)."""
+    return next(iter(_chunker().cut_buf(data))).length if len(data) else 0
+
+
 def store(data: bytes, have: Callable[[str], bool]) -> tuple[str, dict[str, bytes]]:
     """``data`` as one stored version: the hash of its encoded manifest (itself a blob) and the blobs
     (chunks and manifest) that ``have`` says are not stored yet — what to write with the event."""
@@ -179,5 +232,23 @@ def store(data: bytes, have: Callable[[str], bool]) -> tuple[str, dict[str, byte
     manifest_hash = blob_hash(encoded)
     blobs = {h: chunks[h] for h in new_blobs(manifest, have)}
     if not have(manifest_hash):
+        blobs[manifest_hash] = encoded
+    return manifest_hash, blobs
+
+
+def store_many(data: Buffer, stored: Callable[[list[str]], set[str]]) -> tuple[str, dict[str, bytes]]:
+    """``store`` with one call of ``stored(hashes)`` (which of them are stored) for all the blobs.
+    Chunks are hashed in place and copied out only when new: rewritten data costs no copy."""
+    pairs: list[tuple[str, int]] = []
+    pieces: dict[str, memoryview] = {}
+    for c in _chunker().cut_buf(data):
+        h = blob_hash(c.data)
+        pairs.append((h, c.length))
+        pieces.setdefault(h, c.data)
+    encoded = Manifest(len(data), pairs).encode()
+    manifest_hash = blob_hash(encoded)
+    have = stored([*pieces, manifest_hash])
+    blobs = {h: bytes(view) for h, view in pieces.items() if h not in have}
+    if manifest_hash not in have:
         blobs[manifest_hash] = encoded
     return manifest_hash, blobs

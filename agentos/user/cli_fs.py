@@ -1,4 +1,5 @@
-"""``agentos fs``: the kernel's file system from the shell (ls, cat, put, mkdir, rm, stat, watch).
+"""``agentos fs``: the kernel's file system from the shell (ls, cat, put, mkdir, rm, stat, watch,
+ln, readlink, chmod, truncate).
 
 A client of the file syscalls only (``open``/``read``/``write``/``close`` ...), over one session:
 what it writes is versioned and journaled like an agent's writes. A person's session holds root,
@@ -131,6 +132,56 @@ def stat(home: str | None, as_json: bool, path: str) -> None:
         click.echo(f"{key + ':':<13}{st[key]}")
     click.echo(f"{'mode:':<13}{st['mode']:04o}")
     click.echo(f"{'mtime:':<13}{_when(st['mtime_ns'])}")
+
+
+@fs.command()
+@home_option
+@click.option("-s", "--symbolic", is_flag=True, help="A symlink whose content is TARGET (any text).")
+@click.argument("target")
+@click.argument("path")
+def ln(home: str | None, symbolic: bool, target: str, path: str) -> None:
+    """Make PATH a second name (a hard link) for the file TARGET; ``-s``: a symlink to TARGET."""
+    with connect(home) as c:
+        if symbolic:
+            c.call("symlink", target=target, path=path)
+        else:
+            c.call("link", src=target, dst=path)
+
+
+@fs.command()
+@home_option
+@click.argument("path")
+def readlink(home: str | None, path: str) -> None:
+    """Print what the symlink PATH says (its target, unresolved)."""
+    with connect(home) as c:
+        click.echo(c.call("readlink", path=path))
+
+
+def _octal(ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        return int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an octal mode (e.g. 644)") from None
+
+
+@fs.command()
+@home_option
+@click.argument("mode", callback=_octal)
+@click.argument("path")
+def chmod(home: str | None, mode: int, path: str) -> None:
+    """Set PATH's mode bits (octal: 644, 0600); a symlink's target's."""
+    with connect(home) as c:
+        c.call("chmod", path=path, mode=mode)
+
+
+@fs.command()
+@home_option
+@click.argument("path")
+@click.argument("size", type=click.IntRange(min=0))
+def truncate(home: str | None, path: str, size: int) -> None:
+    """Set the file's size to SIZE bytes (growing it reads as zeros): a new version at once."""
+    with connect(home) as c:
+        c.call("truncate", path=path, size=size)
 
 
 def _change(ch: dict[str, Any]) -> str:

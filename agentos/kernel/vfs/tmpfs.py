@@ -100,11 +100,19 @@ class TmpFS(MountFS):
         return node
 
     def _parent(self, r: Routed) -> tuple[Node, str]:
-        """The directory holding (or to hold) ``r``'s last name, and that name."""
+        """The directory holding (or to hold) ``r``'s last name, and that name (ENOTDIR through a
+        file on the way, as POSIX)."""
         head, _, name = r.path.rpartition("/")
-        parent = self.find(head)
-        if parent is None:
-            raise missing(r)
+        parent = self.root
+        for part in head.split("/"):
+            if not part:
+                continue
+            if parent.kind != DIR:
+                raise not_dir(r)
+            child = parent.entries.get(part)
+            if child is None:
+                raise missing(r)
+            parent = child
         if parent.kind != DIR:
             raise not_dir(r)
         return parent, name
@@ -165,13 +173,14 @@ class TmpFS(MountFS):
         return sorted(node.entries)
 
     def open(self, r: Routed, want: Open) -> Done:
+        if "create" in want.flags and r.wants_dir:  # as Linux: the directory on the way, then EISDIR
+            self._parent(r)
+            raise is_dir(r)
         try:
             node = self._walk(r)
         except NotFound:
             if "create" not in want.flags:
                 raise
-            if r.wants_dir:
-                raise is_dir(r) from None
             parent, name = self._parent(r)
             self._add(r.c, parent, name, FILE, want.mode)
         else:
@@ -219,16 +228,21 @@ class TmpFS(MountFS):
     def rename(self, src: Routed, dst: Routed) -> Done:
         if src.is_root or dst.is_root:
             raise busy(src if src.is_root else dst)
-        node = self._walk(src)
+        # Linux's order: both directories, the source, trailing slashes, then a move into itself
+        # (EINVAL) or over an ancestor of itself (ENOTEMPTY). No links here: paths are physical.
         old_parent, name = self._parent(src)
         new_parent, new_name = self._parent(dst)
+        node = self._walk(src)
         old = new_parent.entries.get(new_name)
-        if old is node:
-            return Done(None)  # the same file: POSIX does nothing
         if node.kind != DIR and dst.wants_dir:
             raise not_dir(dst)
-        if node.kind == DIR and (dst.path + "/").startswith(src.path + "/"):
-            raise InvalidArgument(f"cannot move {src.full} into itself ({dst.full})")
+        if src.path != dst.path:
+            if node.kind == DIR and (dst.path + "/").startswith(src.path + "/"):
+                raise InvalidArgument(f"cannot move {src.full} into itself ({dst.full})")
+            if (src.path + "/").startswith(dst.path + "/"):
+                raise Conflict(f"{dst.full} is not empty (it holds {src.full})", code="ENOTEMPTY")
+        if old is node:
+            return Done(None)  # the same file: POSIX does nothing
         if old is not None:
             if old.kind == DIR and node.kind != DIR:
                 raise is_dir(dst)
