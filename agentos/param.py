@@ -9,7 +9,7 @@ MAX_RANDOM_BYTES = 64 * 1024
 MAX_SLEEP_SECONDS = 365 * 24 * 3600
 MAX_PROCESSES = 10_000  # live (not dead) processes
 MAX_PATH = 4096  # bytes of a file system path argument
-MAX_FILE_BYTES = 256 * 1024 * 1024  # a file's size (a version is materialised whole: see kernel/filedata.py)
+MAX_FILE_BYTES = 256 * 1024 * 1024  # a file's size (its manifest is handled whole: see kernel/fileversion.py)
 TMP_MAX_BYTES = 256 * 1024 * 1024  # a process's private /tmp, in memory (ENOSPC past it: kernel/vfs/tmpfs.py)
 WATCH_MAX_CHANGES = 1000  # changes one watch call returns at most (kernel/syswatch.py)
 WATCH_FEED_CHANGES = 32_768  # recent changes the kernel keeps for watchers; older ones are reported lost
@@ -17,6 +17,19 @@ TXN_MAX_OPS = 1000  # ops in one fs_transaction (kernel/systxn.py)
 TXN_MAX_BYTES = 16 * 1024 * 1024  # bytes one fs_transaction writes, all its ops together
 HISTORY_MAX_ROWS = 1000  # rows one fs_history call returns at most (page on with since)
 UNDO_MAX_REPORT = 1000  # entries per list in an fs_undo report (the counts say how many in all)
+# agentos diff A B (kernel/pastdiff.py): what one reply may hold (the counts say how many in all)
+DIFF_FILES, DIFF_MAX_FILES = 200, 5000  # changed files listed: by default, at most
+DIFF_BYTES, DIFF_MAX_BYTES = 256 * 1024, 1024 * 1024  # unified diff text, all files together
+DIFF_ROWS = 500  # entries per list of processes and capabilities
+DIFF_TEXT_BYTES = 1024 * 1024  # a side larger than this gets sizes and hashes, no unified diff
+DIFF_HASH_BYTES = 16 * 1024 * 1024  # a side larger than this is not read at all (sizes only)
+DIFF_READ_BYTES = 64 * 1024 * 1024  # file bytes one diff reads, all files together
+DIFF_MAX_INODES = 20_000  # changed inodes examined (~25 us each: a lookup and a path in both states)
+# agentos query and bisect (kernel/query.py, store/sqlquery.py): each query on a worker thread of its own
+QUERY_ROWS, QUERY_MAX_ROWS = 10_000, 100_000  # rows one answer holds: by default, at most
+QUERY_SECONDS, QUERY_MAX_SECONDS = 5.0, 60.0  # how long one query (one bisect probe) may run
+QUERY_REPLY_BYTES = 2 * 1024 * 1024  # about this much cell data in one answer, then it is truncated
+QUERY_WORKERS, QUERY_MAX_PENDING = 2, 8  # threads running queries; queries queued or running, at most
 
 INIT_PID = 1
 MAIN_BRANCH = 1

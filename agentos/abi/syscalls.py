@@ -374,6 +374,40 @@ class AtArgs(Args):
     args: dict[str, Any] | None = None
 
 
+class DiffArgs(Args):
+    """What changed from point ``a`` to point ``b`` (``kernel/pastdiff.py``); ``a`` after ``b`` is refused."""
+
+    a: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    b: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    files_only: bool = False
+    content: bool = True  # unified diffs of text files (sizes and hashes are always there)
+    max_files: Annotated[int, msgspec.Meta(ge=1, le=param.DIFF_MAX_FILES)] = param.DIFF_FILES
+    max_diff_bytes: Annotated[int, msgspec.Meta(ge=0, le=param.DIFF_MAX_BYTES)] = param.DIFF_BYTES
+
+
+Point = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]  # a seq, a time, a checkpoint name
+Sql = Annotated[str, msgspec.Meta(min_length=1, max_length=65_536)]
+QuerySeconds = Annotated[float, msgspec.Meta(gt=0, le=param.QUERY_MAX_SECONDS)]
+
+
+class QueryArgs(Args):
+    """Read-only SQL over the log's views (``agentos query``), as of ``at`` (nil: now)."""
+
+    sql: Sql
+    at: Point | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=param.QUERY_MAX_ROWS)] = param.QUERY_ROWS
+    timeout: QuerySeconds = param.QUERY_SECONDS
+
+
+class BisectArgs(Args):
+    """The first event after ``good`` at which ``sql`` returns a row (``agentos bisect``)."""
+
+    sql: Sql
+    good: Point = "0"
+    bad: Point | None = None  # nil: the durable head
+    timeout: QuerySeconds = param.QUERY_SECONDS  # per probe
+
+
 class FsUndoArgs(Args):
     """Revert the file changes of ``pid`` (``tree``: and its descendants), or of one call (``correlation``)."""
 
@@ -406,18 +440,13 @@ def decode_args(schema: type[Args], raw: Any) -> Args:
     return args
 
 
-def _check_text(value: Any) -> None:
-    """Encode every string in ``value`` as UTF-8 (UnicodeEncodeError for a lone surrogate). Not by
-    JSON-encoding the whole: that base64s a write's bytes, ~1.5 ms per 512 KiB, to look at none."""
-    if isinstance(value, str):
-        value.encode()
-    elif isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            _check_text(getattr(value, name))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key)
-            _check_text(item)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            _check_text(item)
+def _check_text(args: Args) -> None:
+    """JSON-encode each field of ``args`` but a top-level bytes one (UnicodeEncodeError for a lone
+    surrogate): encoding a write's data would base64 it, ~1.5 ms per 512 KiB, to check no text."""
+    for name in args.__struct_fields__:
+        value = getattr(args, name)
+        if value is not None and not isinstance(value, bytes | int | float):
+            _json_encode(value)
+
+
+_json_encode = msgspec.json.Encoder().encode

@@ -1,8 +1,8 @@
 """The state at a point in the past, and read-only calls against it (``agentos at POINT ...``).
 
 A POINT is a sequence number, a time (ISO 8601, local unless it says otherwise, or ``@`` and Unix
-seconds: the state after the last event at or before it) or, once checkpoints exist (issue 6), a
-checkpoint's name. The state there is rebuilt from the newest snapshot at or before it plus the log
+seconds: the state after the last event at or before it), ``now`` (the durable head) or, once
+checkpoints exist (issue 6), a checkpoint's name. The state there is rebuilt from the newest snapshot at or before it plus the log
 between (snapshots are caches: none, and it is the log from its start), on the live branch, from
 durable events only; the last few are kept. Nothing is changed: a call against the past runs its
 ordinary handler on a read-only view of the kernel whose state is the past one, and any call that
@@ -35,6 +35,8 @@ def point_seq(k: Kernel, point: str) -> int:
     """The sequence number ``point`` names (see the module docstring); never past the durable head."""
     durable = k.committer.durable_seq
     text = point.strip()
+    if text == "now":  # the durable head: what a crash now would leave
+        return durable
     if text.isdigit():
         seq = int(text)
         if seq > durable:

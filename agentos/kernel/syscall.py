@@ -20,7 +20,10 @@ from typing import Any
 
 from agentos.abi import syscalls as sc
 from agentos.kernel import (
+    bisect,
     past,
+    pastdiff,
+    query,
     sysadmin,
     syscap,
     sysfd,
@@ -139,6 +142,9 @@ SYSCALLS: dict[str, Syscall] = _table(
     Syscall("umount", sc.PathArgs, ADMIN, "mount", sysmount.sys_umount, journal="none"),
     Syscall("mounts", sc.NoArgs, ADMIN, "mount", sysmount.sys_mounts, journal="none"),
     Syscall("at", sc.AtArgs, ADMIN, "history", past.sys_at, journal="none"),
+    Syscall("query", sc.QueryArgs, ADMIN, "query", query.sys_query, journal="none"),
+    Syscall("bisect", sc.BisectArgs, ADMIN, "query", bisect.sys_bisect, journal="none"),
+    Syscall("diff", sc.DiffArgs, ADMIN, "history", pastdiff.sys_diff, journal="none"),
     Syscall("events", sc.EventsArgs, ADMIN, "events", sysadmin.sys_events, journal="none"),
     Syscall("logs", sc.LogsArgs, ADMIN, "logs", sysadmin.sys_logs, journal="none"),
     Syscall("state_hash", sc.NoArgs, ADMIN, "state_hash", sysadmin.sys_state_hash, journal="none"),

@@ -67,6 +67,7 @@ class AgentTask:
     term_pending: str | None = None  # a cancelling signal to raise at the next trap
     cpu_unflushed_ns: int = 0
     parked_call: tuple[int, str, str] | None = None  # (n, call, args digest) while parked
+    call_started_ns: int = 0  # perf_counter_ns when the live call now in progress was trapped (0: none)
 
     def resume_with(self, value: Any = None, exc: BaseException | None = None) -> None:
         self.send_value, self.throw, self.runnable = value, exc, True

@@ -343,6 +343,7 @@ class AgentRunner(Lifecycle):
         self._exit(task, 1, fault="ReplayDivergence", reason=str(err))
 
     def _live(self, task: AgentTask, n: int, trap: Trap) -> None:
+        task.call_started_ns = time.perf_counter_ns()  # its sys.done records how long it took
         caller = Caller(task.pid, "agent", task.epoch, 0, n, task.journal.intents.get(n), use_cap=trap.cap)
         digest = args_digest(trap.args)
         try:
@@ -412,6 +413,7 @@ class AgentRunner(Lifecycle):
         error: dict | None = None,
         cancelled: str | None = None,
     ) -> None:
+        started, task.call_started_ns = task.call_started_ns, 0
         row = SYSCALLS.get(call)
         if row is not None and row.journal == "counter" and error is None and not cancelled:
             return
@@ -428,6 +430,7 @@ class AgentRunner(Lifecycle):
             error=error,
             cancelled=cancelled is not None,
             signal=cancelled,
+            duration_ns=time.perf_counter_ns() - started if started else 0,
         )
         self.k.emit(done, task.pid, syscall=f"{task.pid}:{task.epoch}:0:{n}")
 

@@ -202,6 +202,9 @@ class SyscallDone(Payload):
     error: dict[str, Any] | None = None
     cancelled: bool = False
     signal: str | None = None  # the signal that cancelled it
+    # wall time from the trap to its answer, parked time included (agentos query's syscalls.duration_ms);
+    # last, with a default: older logs decode, and it is omitted from the payload when 0
+    duration_ns: int = 0
 
 
 # -- console -----------------------------------------------------------------------------

@@ -17,7 +17,17 @@ from typing import Any
 import click
 
 from agentos.errors import AgentOSError, NetworkError
-from agentos.user import cli_at, cli_caps, cli_fs, cli_groups, cli_mount, cli_secret, cli_versions
+from agentos.user import (
+    cli_at,
+    cli_caps,
+    cli_diff,
+    cli_fs,
+    cli_groups,
+    cli_mount,
+    cli_query,
+    cli_secret,
+    cli_versions,
+)
 from agentos.user import format as fmt
 from agentos.user.options import Group, connect, fail, home_option, json_option
 from agentos.user.options import home_path as _home
@@ -294,6 +304,8 @@ for _command in (
     *cli_versions.COMMANDS,
     *cli_mount.COMMANDS,
     *cli_at.COMMANDS,
+    *cli_query.COMMANDS,
+    *cli_diff.COMMANDS,
     cli_secret.secret,
     cli_groups.groups,
     cli_groups.limit,

@@ -8,7 +8,6 @@ text ends in ``@`` and digits is read so; any other ``@`` is part of the path.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -19,6 +18,7 @@ import click
 
 from agentos.errors import AgentOSError
 from agentos.sdk.client import Client
+from agentos.textdiff import unified
 from agentos.user import format as fmt
 from agentos.user.cli_fs import CHUNK, _when, fs
 from agentos.user.options import connect, fail, home_option, json_option
@@ -118,17 +118,14 @@ def diff(home: str | None, a: str, b: str) -> None:
         fail(str(err), 2)
     if left == right:
         return
-    try:
-        lines = difflib.unified_diff(
-            left.decode().splitlines(keepends=True), right.decode().splitlines(keepends=True), a, b
-        )
-    except UnicodeDecodeError:
+    lines = unified(left, right, a, b)
+    if lines is None:
         click.echo(f"Binary files {a} and {b} differ")
         for side, data in ((a, left), (b, right)):
             click.echo(f"  {side}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
         sys.exit(1)
     for line in lines:
-        click.echo(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n", nl=False)
+        click.echo(line, nl=False)
     sys.exit(1)
 
 

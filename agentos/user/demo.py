@@ -148,6 +148,9 @@ def _tour(home: Path) -> int:
     say(
         f"   agentos at {after_first} fs cat /shared/notes.txt: {then['result'].decode()!r} (the past, read-only)"
     )
+    d = c.call("diff", a=str(after_first), b="now", content=False)
+    born, changed = d["processes"]["born"]["count"], [e["path"] for e in d["files"]["changes"]]
+    say(f"   agentos diff {after_first} now: {born} process(es) born since, changed: {', '.join(changed)}")
     say(f"   {DIM}an agent reads /proc/self/status and writes to its private /tmp (kernel memory){RESET}")
     run_and_wait(c, "agentos.examples.scratch", "thrown", "away")
     say(
@@ -166,6 +169,9 @@ def _tour(home: Path) -> int:
     say(f"   {len(events)} events, sequence 1..{events[-1]['seq']} with no gap:")
     for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
         say(f"     {n:>5}  {kind}")
+    sql = "SELECT name, count(*), round(max(duration_ms)) FROM syscalls GROUP BY name ORDER BY 3 DESC LIMIT 3"
+    slow = ", ".join(f"{n} {ms:g} ms ({k} calls)" for n, k, ms in c.call("query", sql=sql)["rows"])
+    say(f"   agentos query (SQL over the log): the agents' slowest calls: {slow}")
     check = c.call("verify")
     say(f"   hash chain: {'verified' if check['ok'] else 'FAILED'} ({check['detail']})")
 

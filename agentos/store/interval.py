@@ -1,0 +1,98 @@
+"""The SQL behind ``agentos diff A B`` (``kernel/pastdiff.py``): what the log says happened in the
+interval (A, B] that the two states alone cannot tell — processes born and gone, capabilities
+granted and revoked, files created and removed in between, and which inodes changed at all.
+
+Why here: every SQLite decision lives in ``store/``. Each query reads through the ``events_kind``
+index (``kind``, ``seq``), so it costs the events of those kinds in the interval, not the whole
+interval; file changes by inode use the partial ``events_vfs_ino`` index, whose WHERE term the
+query repeats verbatim (``log.VFS_CHANGES``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import apsw
+
+from agentos.store.events import EventRecord
+from agentos.store.log import _COLUMNS, VFS_CHANGE_KINDS, VFS_CHANGES, _record
+
+_IN_BATCH = 500  # values per IN (...) list
+
+
+def _kinds(kinds: Sequence[str]) -> str:
+    return f"kind IN ({','.join('?' * len(kinds))})"
+
+
+def between(
+    conn: apsw.Connection, since: int, until: int, kinds: Sequence[str], limit: int
+) -> list[EventRecord]:
+    """The first ``limit`` events of ``kinds`` with ``since < seq <= until``, in seq order."""
+    sql = (
+        f"SELECT {_COLUMNS} FROM events INDEXED BY events_kind WHERE {_kinds(kinds)}"
+        " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+    )
+    return [_record(row) for row in conn.execute(sql, [*kinds, since, until, limit])]
+
+
+def counts(conn: apsw.Connection, since: int, until: int, kinds: Sequence[str]) -> dict[str, int]:
+    """How many events of each of ``kinds`` lie in the interval."""
+    sql = (
+        f"SELECT kind, count(*) FROM events INDEXED BY events_kind WHERE {_kinds(kinds)}"
+        " AND seq > ? AND seq <= ? GROUP BY kind"
+    )
+    return {kind: n for kind, n in conn.execute(sql, [*kinds, since, until])}
+
+
+def touched_inodes(conn: apsw.Connection, since: int, until: int, limit: int) -> list[int]:
+    """Up to ``limit`` inodes (lowest first) that a file change in the interval names: its own
+    ``ino``, and the inode a rename replaced. An inode no change names is the same at both ends."""
+    kinds = [*VFS_CHANGE_KINDS, "vfs.mkfs"]
+    sql = (
+        "SELECT ino FROM (SELECT json_extract(payload, '$.ino') AS ino FROM events INDEXED BY events_kind"
+        f" WHERE {_kinds(kinds)} AND seq > ? AND seq <= ?"
+        " UNION SELECT json_extract(payload, '$.replaced') FROM events INDEXED BY events_kind"
+        " WHERE kind = 'vfs.renamed' AND seq > ? AND seq <= ?)"
+        " WHERE ino > 0 ORDER BY ino LIMIT ?"
+    )
+    return [int(ino) for (ino,) in conn.execute(sql, [*kinds, since, until, since, until, limit])]
+
+
+def renamed_inodes(conn: apsw.Connection, since: int, until: int) -> set[int]:
+    """Inodes moved by a rename in the interval (the ones whose name may differ at its ends)."""
+    sql = (
+        "SELECT DISTINCT json_extract(payload, '$.ino') FROM events INDEXED BY events_kind"
+        " WHERE kind = 'vfs.renamed' AND seq > ? AND seq <= ?"
+    )
+    return {int(ino) for (ino,) in conn.execute(sql, [since, until])}
+
+
+def names_of(conn: apsw.Connection, inos: Iterable[int], since: int, until: int) -> list[EventRecord]:
+    """The naming changes of these inodes in the interval (created, linked, renamed, unlinked, rmdir),
+    in seq order: where a file that came and went in between lived."""
+    naming = "kind IN ('vfs.created', 'vfs.linked', 'vfs.renamed', 'vfs.unlinked', 'vfs.rmdir')"
+    todo = sorted(set(inos))
+    out: list[EventRecord] = []
+    for i in range(0, len(todo), _IN_BATCH):
+        part = todo[i : i + _IN_BATCH]
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE {VFS_CHANGES} AND {naming}"
+            f" AND json_extract(payload, '$.ino') IN ({','.join('?' * len(part))})"
+            " AND seq > ? AND seq <= ? ORDER BY seq"
+        )
+        out += [_record(row) for row in conn.execute(sql, [*part, since, until])]
+    return sorted(out, key=lambda r: r.seq)
+
+
+def grants_of(conn: apsw.Connection, caps: Iterable[int], until: int) -> list[EventRecord]:
+    """The ``cap.granted`` events of these capabilities (what a revoked one was, once its holder is gone)."""
+    todo = sorted(set(caps))
+    out: list[EventRecord] = []
+    for i in range(0, len(todo), _IN_BATCH):
+        part = todo[i : i + _IN_BATCH]
+        sql = (
+            f"SELECT {_COLUMNS} FROM events INDEXED BY events_kind WHERE kind = 'cap.granted' AND seq <= ?"
+            f" AND json_extract(payload, '$.cap') IN ({','.join('?' * len(part))}) ORDER BY seq"
+        )
+        out += [_record(row) for row in conn.execute(sql, [until, *part])]
+    return out
