@@ -214,7 +214,9 @@ class PosixMachine(RuleBasedStateMachine):
         self.fds = []
 
 
-def run_machine(tmp_path: Path, prefix: str = "/w", **limits: Any) -> None:
+def run_machine(tmp_path: Path, prefix: str = "/w", **limits: Any) -> int:
+    """Run the machine; the number of examples it ran (each compared step by step with the host)."""
+
     async def main() -> None:
         rig = Rig(tmp_path)
         rig.boot()
@@ -229,6 +231,7 @@ def run_machine(tmp_path: Path, prefix: str = "/w", **limits: Any) -> None:
             await rig.k.close(clean=False)
 
     asyncio.run(main())
+    return PosixMachine.examples
 
 
 TREES = pytest.mark.parametrize("prefix", ["/w", "/tmp/w"], ids=["versioned", "tmpfs"])
@@ -236,7 +239,7 @@ TREES = pytest.mark.parametrize("prefix", ["/w", "/tmp/w"], ids=["versioned", "t
 
 @TREES
 def test_random_file_calls_behave_as_on_the_host(tmp_path: Path, prefix: str) -> None:
-    run_machine(tmp_path, prefix, max_examples=50, stateful_step_count=40)
+    assert run_machine(tmp_path, prefix, max_examples=50, stateful_step_count=40) > 0
 
 
 @pytest.mark.soak
@@ -244,4 +247,4 @@ def test_random_file_calls_behave_as_on_the_host(tmp_path: Path, prefix: str) ->
 @TREES
 def test_random_file_calls_behave_as_on_the_host_soak(tmp_path: Path, prefix: str) -> None:
     examples = int(os.environ.get("AGENTOS_POSIX_EXAMPLES", "3000"))
-    run_machine(tmp_path, prefix, max_examples=examples, stateful_step_count=100)
+    assert run_machine(tmp_path, prefix, max_examples=examples, stateful_step_count=100) > 0

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentos.abi import syscalls as sc
+from agentos.abi import history_args as ha
 from agentos.errors import InvalidArgument
 from agentos.kernel.calls import Block, Caller
 from agentos.kernel.past import point_seq
@@ -80,7 +80,7 @@ def bisect(k: Kernel, good: int, bad: int, predicate: Callable[[State], bool]) -
     return search(good, bad, lambda seq: predicate(k.past.state_at(seq)))
 
 
-def sys_bisect(k: Kernel, c: Caller, a: sc.BisectArgs) -> Block:
+def sys_bisect(k: Kernel, c: Caller, a: ha.BisectArgs) -> Block:
     """``{good, bad, first_bad, probes: [{seq, bad, ms}], event}``: ``a.sql`` as the predicate."""
     good = point_seq(k, a.good)
     bad = point_seq(k, a.bad) if a.bad is not None else k.committer.durable_seq

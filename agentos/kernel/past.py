@@ -118,7 +118,8 @@ def call_at(k: Kernel, c: Caller, seq: int, call: str, args: Any) -> Done:
 
 
 def _cat(view: PastView, args: dict[str, Any]) -> bytes:
-    from agentos.abi.syscalls import ReadVersionRange, decode_args  # noqa: PLC0415
+    from agentos.abi.history_args import ReadVersionRange  # noqa: PLC0415
+    from agentos.abi.syscalls import decode_args  # noqa: PLC0415
     from agentos.kernel import filedata, sysfile  # noqa: PLC0415
 
     a = decode_args(ReadVersionRange, args)

@@ -25,7 +25,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from agentos import param
-from agentos.abi import syscalls as sc
+from agentos.abi import history_args as ha
 from agentos.errors import AgentOSError, InternalError, WouldBlock
 from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.past import point_seq
@@ -178,7 +178,7 @@ def run_at(k: Kernel, seq: int, rows: StateRows, sql: str, limit: int, timeout: 
     return sqlquery.run(conn, sql, limit=limit, timeout_s=timeout, max_bytes=param.QUERY_REPLY_BYTES)
 
 
-def sys_query(k: Kernel, c: Caller, a: sc.QueryArgs) -> Block:
+def sys_query(k: Kernel, c: Caller, a: ha.QueryArgs) -> Block:
     """``{seq, columns, rows, truncated, ms}``: ``a.sql`` over the views as of ``a.at`` (nil: now)."""
     seq = point_seq(k, a.at) if a.at is not None else k.head_seq
     rows = rows_at(k, seq, state_needs(a.sql))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agentos.abi import history_args as ha
 from agentos.abi import syscalls as sc
 from agentos.kernel import (
     bisect,
@@ -121,10 +122,10 @@ SYSCALLS: dict[str, Syscall] = _table(
     ),
     # a file's past (kernel/sysversion.py): history and old bytes need read, a restore write;
     # an undo needs undo on proc:<pid>, then write on each path it changes
-    Syscall("fs_history", sc.FsHistoryArgs, FS, "read", sysversion.sys_fs_history),
-    Syscall("fs_read_version", sc.FsReadVersionArgs, FS, "read", sysversion.sys_fs_read_version),
-    Syscall("fs_restore", sc.FsRestoreArgs, FS, "write", sysversion.sys_fs_restore),
-    Syscall("fs_undo", sc.FsUndoArgs, sysversion.undo_resource, "undo", sysversion.sys_fs_undo),
+    Syscall("fs_history", ha.FsHistoryArgs, FS, "read", sysversion.sys_fs_history),
+    Syscall("fs_read_version", ha.FsReadVersionArgs, FS, "read", sysversion.sys_fs_read_version),
+    Syscall("fs_restore", ha.FsRestoreArgs, FS, "write", sysversion.sys_fs_restore),
+    Syscall("fs_undo", ha.FsUndoArgs, sysversion.undo_resource, "undo", sysversion.sys_fs_undo),
     # capabilities
     Syscall("cap_list", sc.NoArgs, CAP, "list", syscap.sys_cap_list),
     Syscall("cap_delegate", sc.CapDelegateArgs, CAP, "delegate", syscap.sys_cap_delegate),
@@ -141,10 +142,10 @@ SYSCALLS: dict[str, Syscall] = _table(
     Syscall("mount", sc.MountArgs, ADMIN, "mount", sysmount.sys_mount, journal="none"),
     Syscall("umount", sc.PathArgs, ADMIN, "mount", sysmount.sys_umount, journal="none"),
     Syscall("mounts", sc.NoArgs, ADMIN, "mount", sysmount.sys_mounts, journal="none"),
-    Syscall("at", sc.AtArgs, ADMIN, "history", past.sys_at, journal="none"),
-    Syscall("query", sc.QueryArgs, ADMIN, "query", query.sys_query, journal="none"),
-    Syscall("bisect", sc.BisectArgs, ADMIN, "query", bisect.sys_bisect, journal="none"),
-    Syscall("diff", sc.DiffArgs, ADMIN, "history", pastdiff.sys_diff, journal="none"),
+    Syscall("at", ha.AtArgs, ADMIN, "history", past.sys_at, journal="none"),
+    Syscall("query", ha.QueryArgs, ADMIN, "query", query.sys_query, journal="none"),
+    Syscall("bisect", ha.BisectArgs, ADMIN, "query", bisect.sys_bisect, journal="none"),
+    Syscall("diff", ha.DiffArgs, ADMIN, "history", pastdiff.sys_diff, journal="none"),
     Syscall("events", sc.EventsArgs, ADMIN, "events", sysadmin.sys_events, journal="none"),
     Syscall("logs", sc.LogsArgs, ADMIN, "logs", sysadmin.sys_logs, journal="none"),
     Syscall("state_hash", sc.NoArgs, ADMIN, "state_hash", sysadmin.sys_state_hash, journal="none"),

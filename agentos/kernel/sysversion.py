@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from agentos.abi import syscalls as sc
+from agentos.abi import history_args as ha
 from agentos.errors import InvalidArgument, IOFailure, NotFound
 from agentos.kernel import fsaccess, fshistory, sysfile
 from agentos.kernel.calls import Block, Caller, Done
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 SHOWN = frozenset(fshistory.OPS)  # the changes a history lists: content cuts and names
 
 
-def undo_resource(a: sc.FsUndoArgs) -> str:
+def undo_resource(a: ha.FsUndoArgs) -> str:
     """``proc:<pid>`` of whose changes an undo reverts (a call's: its caller's, from its correlation)."""
     if a.pid is not None:
         return f"proc:{a.pid}"
@@ -64,7 +64,7 @@ def _host(k: Kernel, c: Caller, path: str) -> Routed | None:
     return r
 
 
-def sys_fs_history(k: Kernel, c: Caller, a: sc.FsHistoryArgs) -> Done:
+def sys_fs_history(k: Kernel, c: Caller, a: ha.FsHistoryArgs) -> Done:
     """The file's versions and renames, oldest first, each with who made it (pid, process name,
     syscall id, correlation id) and what cut it; ``more`` when rows after ``limit`` remain."""
     r = _host(k, c, a.path)
@@ -103,7 +103,7 @@ def _version(k: Kernel, path: str, seq: int, exact: bool) -> tuple[int, bool, li
     return ino, now, changes, fshistory.version_at(changes, seq, exact=exact, path=path)
 
 
-def sys_fs_read_version(k: Kernel, c: Caller, a: sc.FsReadVersionArgs) -> Done:
+def sys_fs_read_version(k: Kernel, c: Caller, a: ha.FsReadVersionArgs) -> Done:
     """``{data, seq, size, hash, ino}``: up to ``n`` bytes from ``offset`` of the version, the seq it
     was cut at, its whole size and manifest hash ("" when empty), and the inode it was in."""
     if (r := _host(k, c, a.path)) is not None:
@@ -121,7 +121,7 @@ def _mode(changes: list[Change], ino: int) -> int:
     return mode
 
 
-def sys_fs_restore(k: Kernel, c: Caller, a: sc.FsRestoreArgs) -> Done | Block:
+def sys_fs_restore(k: Kernel, c: Caller, a: ha.FsRestoreArgs) -> Done | Block:
     """Make the file's content what it was as of ``seq``: a new version (the file brought back at
     ``path`` under its own inode number if it was deleted). ``{changed, seq, size, ino}``."""
     if (r := _host(k, c, a.path)) is not None:
@@ -153,7 +153,7 @@ def sys_fs_restore(k: Kernel, c: Caller, a: sc.FsRestoreArgs) -> Done | Block:
     return Done({"changed": True, "seq": v.seq, "size": v.size, "ino": ino}, events)
 
 
-def sys_fs_undo(k: Kernel, c: Caller, a: sc.FsUndoArgs) -> Done | Block:
+def sys_fs_undo(k: Kernel, c: Caller, a: ha.FsUndoArgs) -> Done | Block:
     """Revert the file changes of ``pid`` (``tree``: and of every process spawned below it), or of
     the call ``correlation``: ``{reverted, conflicts, denied}`` (each with a ``_count``), ``pids``,
     ``events`` (how many it made; none with ``dry_run``)."""
