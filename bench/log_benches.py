@@ -7,19 +7,19 @@
 
 Each entry's ``notes`` says exactly what is timed; each kernel gets a home of its own, removed afterwards.
 
-Why the throughput target (>= 0.7) is missed (2-vCPU box, medians of 7 interleaved runs, µs per event):
-the bare insert of our rows B = 5.6; the kernel's commit of the same rows already stamped C = 6.7 (its
-checkpoints, head row and loop included: B/C = 0.83 is the ceiling with free stamping); Kernel.emit
-E = 8.3, so B/(E+C) = 0.32. E is the kernel's CPython work per event, done before the insert (the
-measure waits for each batch, so nothing overlaps it): msgspec encode 0.33, sha256 of ~330 B 0.73 (0.5 of it
-OpenSSL 3's per-call setup: 10 B cost 0.5), the digest's input and the record 0.9, apply 0.7, queueing
-0.2, measured hot; in the loop over distinct payloads encode + stamp alone take E_min = 4.7, which caps
-the ratio at 0.49. 0.7 needs E <= B/0.7 - C = 1.3. (The insert cannot overlap E: a writer *thread* binds
-rows under the GIL, which apsw drops around each row's step, so a busy loop convoys it; a writer
-*process* fed over a pipe was prototyped at 0.53 against the old rows; and on this box a C thread
-busy beside the loop slows the loop's Python 1.3-2.4x.) Reaching 0.7 needs emit's stamp (encode,
-digest, record) and apply in native code; a chain hashed once per commit instead of per event (a format
-change) would save only the ~1.6 µs of the digest and its input, not enough alone.
+Why the throughput target (>= 0.7) is missed (2-vCPU box; ``python -m bench.append_floor``, medians of 7
+interleaved runs, µs per event): the bare insert of our rows B = 5.5; the kernel's commit of the same
+rows already stamped C = 6.5 (its checkpoints, head row and loop included: B/C = 0.84 is the ceiling
+with free stamping); Kernel.emit E = 8.1, so B/(E+C) = 0.35. E is the kernel's CPython work per event,
+done before the insert (the measure waits for each batch, so nothing overlaps it): msgspec encode 0.33,
+sha256 of ~330 B 0.73 (0.5 of it OpenSSL 3's per-call setup: 10 B cost 0.5), the digest's input and
+the record 0.9, apply 0.7, queueing 0.2, measured hot; in a loop over distinct payloads encode + stamp
+alone take E_min = 4.9, which caps the ratio at 0.48. 0.7 needs E <= B/0.7 - C = 1.3. (The insert
+cannot overlap E: a writer *thread* binds rows under the GIL, which apsw drops around each row's step,
+so a busy loop convoys it; a writer *process* fed over a pipe was prototyped at 0.53 against the old
+rows; and on this box a C thread busy beside the loop slows the loop's Python 1.3-2.4x.) Reaching 0.7
+needs emit's stamp (encode, digest, record) and apply in native code; a chain hashed once per commit
+instead of per event (a format change) would save only the ~1.6 µs of the digest and its input.
 The syscall round trips are in ``bench/syscall_benches.py``, kill -9 recovery in
 ``bench/recovery_benches.py``, the helpers they share in ``bench/kernel_support.py``.
 """
@@ -30,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import random
 import statistics
 import time
 from collections.abc import Iterator
@@ -53,11 +54,13 @@ RANDOM_RESULT_BYTES = 48  # sys.done of sdk.random(48): a ~205 B payload, the si
 BENCH_PID = 2
 
 
-def _journal_payloads(n: int) -> list[tuple[ev.SyscallDone, str]]:
-    """``n`` sys.done records of ``sdk.random(48)`` calls by one agent, with their syscall ids."""
+def _journal_payloads(n: int, seed: int | None = None) -> list[tuple[ev.SyscallDone, str]]:
+    """``n`` sys.done records of ``sdk.random(48)`` calls by one agent, with their syscall ids (the
+    same bytes for the same ``seed``)."""
+    randbytes = os.urandom if seed is None else random.Random(seed).randbytes
     out = []
     for i in range(n):
-        result = base64.b64encode(os.urandom(RANDOM_RESULT_BYTES)).decode()
+        result = base64.b64encode(randbytes(RANDOM_RESULT_BYTES)).decode()
         digest = f"v1:{i:032x}"
         done = ev.SyscallDone(
             pid=BENCH_PID,
@@ -182,7 +185,10 @@ def event_append(cfg: Config) -> Iterator[Sides]:
     secs = cfg.seconds(15, 3)
     pipelined: list[float] = []
     batches: list[int] = []
-    payloads = _journal_payloads((txns + 1) * per_txn)  # one warm-up batch
+    n, seed = (txns + 1) * per_txn, 1  # one warm-up batch
+    # both sides get the same bytes, made afresh before each run (as a handler makes its payloads
+    # just before emitting them; held over from run to run they would sit cold in memory)
+    payloads = _journal_payloads(1000, seed)  # the first 1000 of each run's, for the sizes below
     base_rows = _bare_rows(payloads)
     extra: dict[str, Any] = {
         "rows_per_txn": per_txn,
@@ -193,8 +199,8 @@ def event_append(cfg: Config) -> Iterator[Sides]:
     }
 
     def ours() -> list[float]:
-        samples = asyncio.run(_append_batches(txns, per_txn, payloads))
-        us, nb = asyncio.run(_append_pipelined(txns * per_txn, per_txn, payloads))
+        samples = asyncio.run(_append_batches(txns, per_txn, _journal_payloads(n, seed)))
+        us, nb = asyncio.run(_append_pipelined(txns * per_txn, per_txn, _journal_payloads(n, seed)))
         pipelined.append(us)
         batches.append(nb)
         med = statistics.median(pipelined)
@@ -204,7 +210,9 @@ def event_append(cfg: Config) -> Iterator[Sides]:
         return samples
 
     yield Sides(
-        baseline=lambda: baselines.sqlite_wal_batch_insert(txns, per_txn, max_seconds=secs, rows=base_rows),
+        baseline=lambda: baselines.sqlite_wal_batch_insert(
+            txns, per_txn, max_seconds=secs, rows=_bare_rows(_journal_payloads(n, seed))
+        ),
         ours=ours,
         extra=extra,
     )
