@@ -123,26 +123,14 @@ def _usage_cpu(u: Usage, e: ev.CpuCharged) -> None:
     u.charge(u.group_of.get(e.pid, ROOT), "cpu_seconds", e.ns / 1e9)
 
 
-def _usage_wrote(u: Usage, e: ev.VfsWrote) -> None:
+def _usage_wrote(u: Usage, e: ev.VfsWrote | ev.VfsHostWrote) -> None:
     group = u.group_of.get(e.pid, ROOT)
     u.charge(group, "file_bytes", e.length)
     if e.stored:
         u.charge(group, "stored_bytes", e.stored)
 
 
-def _usage_version(u: Usage, e: ev.VfsVersion) -> None:
-    if e.stored:
-        u.charge(u.group_of.get(e.pid, ROOT), "stored_bytes", e.stored)
-
-
-def _usage_host_wrote(u: Usage, e: ev.VfsHostWrote) -> None:
-    group = u.group_of.get(e.pid, ROOT)
-    u.charge(group, "file_bytes", e.length)
-    if e.stored:
-        u.charge(group, "stored_bytes", e.stored)
-
-
-def _usage_host_change(u: Usage, e: ev.VfsHostChange) -> None:
+def _usage_version(u: Usage, e: ev.VfsVersion | ev.VfsHostChange) -> None:
     if e.stored:
         u.charge(u.group_of.get(e.pid, ROOT), "stored_bytes", e.stored)
 
@@ -158,7 +146,7 @@ USAGE_APPLY: dict[type, Callable[[Usage, Any], None]] = {
     ev.CpuCharged: _usage_cpu,
     ev.VfsWrote: _usage_wrote,
     ev.VfsVersion: _usage_version,
-    ev.VfsHostWrote: _usage_host_wrote,
-    ev.VfsHostChange: _usage_host_change,
+    ev.VfsHostWrote: _usage_wrote,  # a host file's write and publish are charged as the tree's
+    ev.VfsHostChange: _usage_version,
     ev.ProcReaped: _usage_reaped,
 }

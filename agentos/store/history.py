@@ -26,36 +26,44 @@ def _rows(conn: apsw.Connection, sql: str, params: Sequence[object]) -> list[Eve
     return [_record(row) for row in conn.execute(sql, params)]
 
 
-def _batched(
-    conn: apsw.Connection, where: str, field: str, values: Iterable[int], until: int
+def batched(
+    conn: apsw.Connection,
+    where: str,
+    field: str,
+    values: Iterable[int],
+    until: int,
+    *,
+    since: int = 0,
+    table: str = "events",
 ) -> list[EventRecord]:
-    """Changes whose payload ``field`` is one of ``values``, in seq order."""
+    """Events matching ``where`` whose payload ``field`` is one of ``values``, with ``since < seq <=
+    until``, in seq order (``values`` bound ``_IN_BATCH`` at a time)."""
     todo = sorted(set(values))
     out: list[EventRecord] = []
     for i in range(0, len(todo), _IN_BATCH):
         part = todo[i : i + _IN_BATCH]
         sql = (
-            f"SELECT {_COLUMNS} FROM events WHERE {where} AND json_extract(payload, '$.{field}')"
-            f" IN ({','.join('?' * len(part))}) AND seq <= ? ORDER BY seq"
+            f"SELECT {_COLUMNS} FROM {table} WHERE {where} AND json_extract(payload, '$.{field}')"
+            f" IN ({','.join('?' * len(part))}) AND seq > ? AND seq <= ? ORDER BY seq"
         )
-        out += _rows(conn, sql, [*part, until])
+        out += _rows(conn, sql, [*part, since, until])
     return sorted(out, key=lambda r: r.seq) if len(todo) > _IN_BATCH else out
 
 
 def file_changes(conn: apsw.Connection, inos: Iterable[int], until: int) -> list[EventRecord]:
     """Every change to these inodes (created, written, version, named, unnamed, chmod ...)."""
-    return _batched(conn, VFS_CHANGES, "ino", inos, until)
+    return batched(conn, VFS_CHANGES, "ino", inos, until)
 
 
 def replaced(conn: apsw.Connection, inos: Iterable[int], until: int) -> list[EventRecord]:
     """The renames that replaced one of these inodes at their destination (``$.replaced``)."""
-    return _batched(conn, "kind = 'vfs.renamed'", "replaced", inos, until)
+    return batched(conn, "kind = 'vfs.renamed'", "replaced", inos, until)
 
 
 def changes_by(conn: apsw.Connection, pids: Iterable[int], until: int) -> list[EventRecord]:
     """Every file change these processes made (the ``pid`` of the payload: the one whose change it
     was, also when the kernel or a killer emitted it, as the versions cut at an exit)."""
-    return _batched(conn, VFS_CHANGES, "pid", pids, until)
+    return batched(conn, VFS_CHANGES, "pid", pids, until)
 
 
 def changes_of_call(conn: apsw.Connection, correlation: str, pid: int, until: int) -> list[EventRecord]:

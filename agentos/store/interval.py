@@ -15,9 +15,8 @@ from collections.abc import Iterable, Sequence
 import apsw
 
 from agentos.store.events import EventRecord
+from agentos.store.history import batched
 from agentos.store.log import _COLUMNS, VFS_CHANGE_KINDS, VFS_CHANGES, _record
-
-_IN_BATCH = 500  # values per IN (...) list
 
 
 def _kinds(kinds: Sequence[str]) -> str:
@@ -71,28 +70,10 @@ def names_of(conn: apsw.Connection, inos: Iterable[int], since: int, until: int)
     """The naming changes of these inodes in the interval (created, linked, renamed, unlinked, rmdir),
     in seq order: where a file that came and went in between lived."""
     naming = "kind IN ('vfs.created', 'vfs.linked', 'vfs.renamed', 'vfs.unlinked', 'vfs.rmdir')"
-    todo = sorted(set(inos))
-    out: list[EventRecord] = []
-    for i in range(0, len(todo), _IN_BATCH):
-        part = todo[i : i + _IN_BATCH]
-        sql = (
-            f"SELECT {_COLUMNS} FROM events WHERE {VFS_CHANGES} AND {naming}"
-            f" AND json_extract(payload, '$.ino') IN ({','.join('?' * len(part))})"
-            " AND seq > ? AND seq <= ? ORDER BY seq"
-        )
-        out += [_record(row) for row in conn.execute(sql, [*part, since, until])]
-    return sorted(out, key=lambda r: r.seq)
+    return batched(conn, f"{VFS_CHANGES} AND {naming}", "ino", inos, until, since=since)
 
 
 def grants_of(conn: apsw.Connection, caps: Iterable[int], until: int) -> list[EventRecord]:
     """The ``cap.granted`` events of these capabilities (what a revoked one was, once its holder is gone)."""
-    todo = sorted(set(caps))
-    out: list[EventRecord] = []
-    for i in range(0, len(todo), _IN_BATCH):
-        part = todo[i : i + _IN_BATCH]
-        sql = (
-            f"SELECT {_COLUMNS} FROM events INDEXED BY events_kind WHERE kind = 'cap.granted' AND seq <= ?"
-            f" AND json_extract(payload, '$.cap') IN ({','.join('?' * len(part))}) ORDER BY seq"
-        )
-        out += [_record(row) for row in conn.execute(sql, [until, *part])]
-    return out
+    where = "kind = 'cap.granted'"
+    return batched(conn, where, "cap", caps, until, table="events INDEXED BY events_kind")
