@@ -30,12 +30,18 @@ QUERY_ROWS, QUERY_MAX_ROWS = 10_000, 100_000  # rows one answer holds: by defaul
 QUERY_SECONDS, QUERY_MAX_SECONDS = 5.0, 60.0  # how long one query (one bisect probe) may run
 QUERY_REPLY_BYTES = 2 * 1024 * 1024  # about this much cell data in one answer, then it is truncated
 QUERY_WORKERS, QUERY_MAX_PENDING = 2, 8  # threads running queries; queries queued or running, at most
+# agentos replay PID / record export (kernel/sysreplay.py): an agent's recorded calls, page by page
+REPLAY_STEPS, REPLAY_MAX_STEPS = 200, 5000  # calls one replay_steps answer holds: by default, at most
+REPLAY_REPLY_BYTES = 2 * 1024 * 1024  # about this much journal data in one answer, then the page ends
 
 INIT_PID = 1
 MAIN_BRANCH = 1
 KERNEL_PID = 0  # "caused by the kernel itself" in events
 
-SNAPSHOT_EVERY_EVENTS = 20_000  # take a snapshot after this many events
+# take a snapshot after this many events: a past state (agentos at, rewind) replays at most this many
+# after loading one (~4 us each); at 5000, `at` took ~21 ms median, ~50 worst at 1M events, for
+# ~73 bytes of snapshot an event (bench/timetravel_benches.py; docs/timetravel.md: the trade-off)
+SNAPSHOT_EVERY_EVENTS = 5_000
 STEP_SLICE_SECONDS = 0.001  # the dispatcher yields to the asyncio loop about this often
 WATCHDOG_SECONDS = 2.0  # an in-kernel agent running this long without yielding is interrupted
 WATCHDOG_KILL_AFTER = 3  # interrupts ignored in one step before the last resort ...
@@ -49,3 +55,6 @@ MAX_DELEGATION_DEPTH = 16  # the root's; every delegation spends one
 EXPIRY_SWEEP_SECONDS = 1.0  # at most this late, a capability's expiry is recorded in the audit trail
 APPROVAL_DEFAULT_SECONDS = 3600.0  # how long an approved request's grant lasts unless --for says
 APPROVAL_WAIT_SECONDS = 24 * 3600.0  # how long cap_request waits for a person unless timeout says
+
+# cgroups of process agents (runtime/sandbox/cgroups.py)
+CGROUP_SETTLE_SECONDS = 5.0  # how long freeze, kill and removal of an agent's group may take

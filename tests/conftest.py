@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agentos.errors import NetworkError
 from agentos.testing.kernelproc import KernelProcess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "agentos" / "examples"
@@ -24,12 +25,26 @@ def kernel(home: Path) -> Iterator[KernelProcess]:
     k = KernelProcess(home).boot()
     try:
         yield k
+        verified(k)
     finally:
         if k.os_pid is not None:
             try:
                 k.kill9()
             except (ProcessLookupError, TimeoutError):
                 pass
+
+
+def verified(k: KernelProcess) -> None:
+    """Every test's kernel ends with ``agentos verify``: the chain, the snapshots and the live state
+    agree with the log. Skipped when the test left no kernel serving."""
+    if k.os_pid is None:
+        return
+    try:
+        with k.client("verify") as c:
+            report = c.call("verify")
+    except NetworkError:  # stopped by the test, or stopping
+        return
+    assert report["ok"], report
 
 
 @pytest.fixture

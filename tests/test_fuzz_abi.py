@@ -37,10 +37,11 @@ from agentos.testing.kernelproc import KernelProcess
 from agentos.testing.live import LiveKernel, live_kernel
 
 # mount's source is a host directory named by the person (an admin call): fuzzed in
-# test_vfs_hostmount.py against a scratch directory, never here, where it could mount the host's "/"
-FUZZED_CALLS = sorted(name for name in SYSCALLS if name not in ("shutdown", "mount"))
-# may park, or stream (follow); query and bisect always park: they run on a worker thread
-BLOCKING = frozenset({"sleep", "wait", "events", "logs", "watch", "query", "bisect"})
+# test_vfs_hostmount.py against a scratch directory, never here, where it could mount the host's "/";
+# export writes a host file: fuzzed in test_export.py against a scratch directory
+FUZZED_CALLS = sorted(name for name in SYSCALLS if name not in ("shutdown", "mount", "export"))
+# may park, or stream (follow); query, bisect and gc always park: they run on a worker thread
+BLOCKING = frozenset({"sleep", "wait", "events", "logs", "watch", "query", "bisect", "gc", "verify"})
 ENDS_AN_AGENT = frozenset({"exit", "continue_as_new", "kill", "sleep", "wait"})
 ERROR_TYPES = {
     cls.__name__ for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, AgentOSError)

@@ -313,7 +313,8 @@ def test_snapshots_store_only_the_pieces_that_changed(tmp: Path) -> None:
         state = built_state(payloads)
         manifest1, pieces1 = to_pieces(state)
         log.put_snapshot(1, state.seq, PROJECTION_VERSION, manifest1, pieces1)
-        assert len(blob_hashes(log)) == 24  # 20 processes + the ledger, capability table, groups, file system
+        # one page of processes (pids 1..21 share page 0) + the ledger, groups, file system (no capability)
+        assert len(blob_hashes(log)) == 4
 
         apply(state, state.seq + 1, 5000, ev.ProcExited(pid=7, status=0))  # one process changes
         manifest2, pieces2 = to_pieces(state)
@@ -322,8 +323,8 @@ def test_snapshots_store_only_the_pieces_that_changed(tmp: Path) -> None:
         new = blob_hashes(log) - before
         m2 = msgspec.msgpack.decode(manifest2, type=Manifest)
         m1 = msgspec.msgpack.decode(manifest1, type=Manifest)
-        assert new == {m2.procs["7"], m2.ledger}  # the changed process, and the ledger (it counts events)
-        assert {pid for pid in m1.procs if m1.procs[pid] != m2.procs[pid]} == {"7"}
+        assert new == {m2.proc_pages["0"], m2.ledger}  # the changed process's page, the ledger (it counts)
+        assert (m1.cap_pages, m1.groups, m1.vfs) == (m2.cap_pages, m2.groups, m2.vfs)  # unchanged: not stored
 
         assert log.latest_snapshot(1, PROJECTION_VERSION, 10**9) == (state.seq, manifest2)
         assert log.latest_snapshot(1, PROJECTION_VERSION, state.seq - 1) == (state.seq - 1, manifest1)
@@ -368,7 +369,7 @@ def test_load_state_ignores_a_snapshot_with_a_missing_or_corrupt_piece(tmp: Path
         # ... and ignores it once a piece is corrupt ...
         m = msgspec.msgpack.decode(manifest, type=Manifest)
         with log.conn:
-            log.conn.execute("UPDATE blobs SET data=? WHERE hash=?", (b"garbage", m.procs["2"]))
+            log.conn.execute("UPDATE blobs SET data=? WHERE hash=?", (b"garbage", m.proc_pages["0"]))
         state, from_seq = load_state(log)
         assert from_seq == 0 and state_hash(state) == truth
 

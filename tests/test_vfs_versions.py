@@ -452,7 +452,8 @@ def test_cli_undo_reverts_an_agent_and_reports_a_conflict(kernel: KernelProcess,
     assert ok(home, "fs", "cat", "/shared/scratch") == b"", "left as the later change made it"
     text = agentos(home, "undo", "--pid", str(pid2), words=1)
     assert text.returncode == 1 and b"conflict: /shared/scratch" in text.stdout
-    assert agentos(home, "undo", words=1).returncode == 2, "a usage error: whose changes?"
+    assert agentos(home, "undo", "--tree", words=1).returncode == 2, "a usage error: whose tree?"
+    assert agentos(home, "undo", "2", "--pid", str(pid), words=1).returncode == 2, "--pid P --last N"
 
 
 # -- a property: undo puts back exactly what one process changed ------------------------------------------

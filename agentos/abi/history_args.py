@@ -92,3 +92,40 @@ class FsUndoArgs(Args):
     tree: bool = False
     correlation: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     dry_run: bool = False
+
+
+class ReplayStepsArgs(Args):
+    """An agent's recorded calls ``start``.. (``agentos replay PID``); ``raw``: each call's journal
+    record as stored (``record export``); ``code``: the agent's source instead of its calls."""
+
+    pid: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    start: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=param.REPLAY_MAX_STEPS)] = param.REPLAY_STEPS
+    raw: bool = False
+    code: bool = False
+
+
+# -- branches and checkpoints (kernel/systime.py) ---------------------------------------------------
+
+CheckpointName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")]
+"""Starts with a letter or _, so it never reads as a seq, a time or BRANCH:SEQ."""
+
+
+class RewindArgs(Args):
+    """Continue the live kernel from ``point`` on a new branch (named ``name``)."""
+
+    point: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    name: Annotated[str, msgspec.Meta(max_length=64)] = ""
+
+
+class SwitchArgs(Args):
+    branch: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+class CheckpointArgs(Args):
+    name: CheckpointName
+    point: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "now"
+
+
+class CheckpointNameArgs(Args):
+    name: CheckpointName

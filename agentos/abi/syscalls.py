@@ -171,6 +171,7 @@ class EventsArgs(Args):
     follow: bool = False
     pid: Pid | None = None
     kind: Name | None = None
+    branch: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None  # that branch's history (lineage)
 
 
 class LogsArgs(Args):

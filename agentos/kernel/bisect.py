@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentos.abi import history_args as ha
 from agentos.errors import InvalidArgument
+from agentos.kernel import timeline
 from agentos.kernel.calls import Block, Caller
 from agentos.kernel.past import point_seq
 from agentos.kernel.query import pool_of, rows_at, run_at, state_needs
@@ -87,11 +88,11 @@ def sys_bisect(k: Kernel, c: Caller, a: ha.BisectArgs) -> Block:
     if not good < bad:
         raise InvalidArgument(f"good ({good}) must come before bad ({bad})")
     needs = state_needs(a.sql)
-    pool = pool_of(k)
+    pool, here = pool_of(k), timeline.lineage(k)
 
     def is_bad(seq: int) -> bool:
         rows = pool.on_loop(rows_at, k, seq, needs) if needs else {}
-        return bool(run_at(k, seq, rows, a.sql, 1, a.timeout).rows)
+        return bool(run_at(k, seq, rows, a.sql, 1, a.timeout, here).rows)
 
     def work() -> dict[str, Any]:
         result = search(good, bad, is_bad)

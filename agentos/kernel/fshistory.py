@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agentos.errors import InvalidArgument, NotFound
-from agentos.kernel import blobcache, fsaccess
+from agentos.kernel import blobcache, fsaccess, timeline
 from agentos.state import events as ev
 from agentos.state.vfs import DIR, SYMLINK, lexical
 from agentos.store import history
@@ -76,12 +76,14 @@ def _read(
     durable: Callable[[Any, int], list[EventRecord]],
     keep: Callable[[EventRecord, dict[str, Any]], bool],
 ) -> list[Change]:
-    """``durable(conn, until)``'s records, then the uncommitted records ``keep`` accepts."""
+    """``durable(conn, until)``'s records, then the uncommitted records ``keep`` accepts; only the
+    live branch's history (a rewind left the rest behind: ``store/lineage.py``)."""
     c = k.committer
     until = c.durable_seq  # taken once: the rest is in memory
-    out = [_change(r) for r in durable(k.reader, until)]
+    here = timeline.lineage(k).contains
+    out = [_change(r) for r in durable(k.reader, until) if here(r.branch, r.seq)]
     for r in (*c.inflight, *c.pending):
-        if r.seq > until and keep(r, msgspec.json.decode(r.payload)):
+        if r.seq > until and here(r.branch, r.seq) and keep(r, msgspec.json.decode(r.payload)):
             out.append(_change(r))
     return out
 
@@ -138,7 +140,7 @@ def last_named(k: Kernel, parent: int, name: str) -> Change | None:
         return r.kind == "vfs.renamed" and (p.get("new_parent"), p.get("new_name")) == (parent, name)
 
     def durable(conn: Any, until: int) -> list[EventRecord]:
-        found = history.last_named(conn, parent, name, until)
+        found = history.last_named(conn, parent, name, until, timeline.lineage(k).literal())
         return [found] if found is not None else []
 
     got = _read(k, durable, keep)

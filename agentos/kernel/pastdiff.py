@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentos import param
 from agentos.errors import InvalidArgument
+from agentos.kernel import timeline
 from agentos.kernel.calls import Caller, Done
 from agentos.kernel.past import point_seq
 from agentos.kernel.pastfiles import Bounds, files_section
@@ -67,10 +68,11 @@ def diff(k: Kernel, seq_a: int, seq_b: int, bounds: Bounds, files_only: bool = F
 def _events(k: Kernel, a: int, b: int, kinds: list[str]) -> tuple[dict[str, list[Any]], dict[str, int]]:
     """Each kind's first ``DIFF_ROWS`` events in (a, b] as (record, payload), and how many in all."""
     found: dict[str, list[Any]] = {}
+    on = timeline.lineage(k).literal()  # the interval as the live branch saw it
     for kind in kinds:
-        rows: list[EventRecord] = interval.between(k.reader, a, b, [kind], param.DIFF_ROWS)
+        rows: list[EventRecord] = interval.between(k.reader, a, b, [kind], param.DIFF_ROWS, on)
         found[kind] = [(r, ev.decode(r.kind, r.version, r.payload)) for r in rows]
-    return found, interval.counts(k.reader, a, b, kinds)
+    return found, interval.counts(k.reader, a, b, kinds, on)
 
 
 def _listed(rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
@@ -153,7 +155,9 @@ def _known(k: Kernel, b: int, sa: State, sb: State, caps: list[int]) -> dict[int
         found = sb.world.caps.get(cap) or sa.world.caps.get(cap)
         if found is not None:
             out[cap] = found
-    for r in interval.grants_of(k.reader, [c for c in caps if c not in out], b):
+    for r in interval.grants_of(
+        k.reader, [c for c in caps if c not in out], b, timeline.lineage(k).literal()
+    ):
         e = ev.decode(r.kind, r.version, r.payload)
         out[e.cap] = e
     return out

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentos import param
 from agentos.errors import AgentOSError
-from agentos.kernel import filedata
+from agentos.kernel import filedata, timeline
 from agentos.kernel.past import PastView
 from agentos.state import events as ev
 from agentos.state.vfs import DIR, FILE, SYMLINK, FileSystem, Inode
@@ -78,11 +78,11 @@ class Side:
 
 
 def files_section(k: Kernel, a: int, sa: State, b: int, sb: State, bounds: Bounds) -> dict[str, Any]:
-    conn = k.reader
+    conn, on = k.reader, timeline.lineage(k).literal()
     left = Side(a, sa.world.vfs, PastView(k, sa))
     right = Side(b, sb.world.vfs, PastView(k, sb))
-    inos = interval.touched_inodes(conn, a, b, param.DIFF_MAX_INODES + 1)
-    renamed = interval.renamed_inodes(conn, a, b)
+    inos = interval.touched_inodes(conn, a, b, param.DIFF_MAX_INODES + 1, on)
+    renamed = interval.renamed_inodes(conn, a, b, on)
     found: list[dict[str, Any]] = []
     gone: list[int] = []
     for ino in inos[: param.DIFF_MAX_INODES]:
@@ -95,13 +95,13 @@ def files_section(k: Kernel, a: int, sa: State, b: int, sb: State, bounds: Bound
                 found.append(entry)
     found.sort(key=lambda e: (e["path"], e["ino"]))
     listed, dropped = _with_content(found, left, right, bounds)
-    host = interval.counts(conn, a, b, ["vfs.host_change"]).get("vfs.host_change", 0)
+    host = interval.counts(conn, a, b, ["vfs.host_change"], on).get("vfs.host_change", 0)
     return {
         "changes": listed,
         "count": len(found) - dropped,
         "truncated": len(found) - dropped > len(listed) or len(inos) > param.DIFF_MAX_INODES,
         "diff_truncated": any(e.get("diff_truncated") for e in listed),
-        "transient": _transient(conn, gone[: bounds.max_files], left, right),
+        "transient": _transient(conn, gone[: bounds.max_files], left, right, on),
         "transient_count": len(gone),
         "mounts": _mounts(sa.world.vfs, sb.world.vfs),
         "host_changes": host,  # host-mount files keep their history in the log: fs history PATH
@@ -219,11 +219,11 @@ def _clip(lines: Any, bounds: Bounds) -> tuple[str, bool]:
     return "".join(out), False
 
 
-def _transient(conn: Any, inos: list[int], left: Side, right: Side) -> list[dict[str, Any]]:
+def _transient(conn: Any, inos: list[int], left: Side, right: Side, on: str) -> list[dict[str, Any]]:
     """Inodes created and gone between the points: where each lived, when it came and went."""
     rows: dict[int, dict[str, Any]] = {}
     where: dict[int, tuple[int, str]] = {}  # ino -> (parent, name) when created, to name nested ones
-    for r in interval.names_of(conn, inos, left.seq, right.seq):
+    for r in interval.names_of(conn, inos, left.seq, right.seq, on):
         e = ev.decode(r.kind, r.version, r.payload)
         if isinstance(e, ev.VfsCreated):
             where[e.ino] = (e.parent, e.name)

@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 from agentos import param
 from agentos.abi import history_args as ha
 from agentos.errors import AgentOSError, InternalError, WouldBlock
+from agentos.kernel import timeline
 from agentos.kernel.calls import Block, Caller, Done
 from agentos.kernel.past import point_seq
 from agentos.state.groups import within
 from agentos.state.world import State
 from agentos.store import sqlquery
+from agentos.store.lineage import Lineage
 from agentos.store.sqlviews import STATE_NEEDS
 
 if TYPE_CHECKING:
@@ -172,9 +174,12 @@ def rows_at(k: Kernel, seq: int, needs: set[str]) -> StateRows:
     return state_rows(state, needs)
 
 
-def run_at(k: Kernel, seq: int, rows: StateRows, sql: str, limit: int, timeout: float) -> sqlquery.Answer:
-    """On a worker: ``sql`` over the views as of ``seq`` (durable by now)."""
-    conn = sqlquery.open_query(k.log.path, seq, rows)
+def run_at(
+    k: Kernel, seq: int, rows: StateRows, sql: str, limit: int, timeout: float, lineage: Lineage
+) -> sqlquery.Answer:
+    """On a worker: ``sql`` over the views as of ``seq`` (durable by now), along ``lineage`` (the
+    live branch's history, taken on the loop thread)."""
+    conn = sqlquery.open_query(k.log.path, seq, rows, lineage)
     return sqlquery.run(conn, sql, limit=limit, timeout_s=timeout, max_bytes=param.QUERY_REPLY_BYTES)
 
 
@@ -182,10 +187,10 @@ def sys_query(k: Kernel, c: Caller, a: ha.QueryArgs) -> Block:
     """``{seq, columns, rows, truncated, ms}``: ``a.sql`` over the views as of ``a.at`` (nil: now)."""
     seq = point_seq(k, a.at) if a.at is not None else k.head_seq
     rows = rows_at(k, seq, state_needs(a.sql))
-    pool = pool_of(k)
+    pool, here = pool_of(k), timeline.lineage(k)
 
     def work() -> dict[str, Any]:
         pool.wait_durable(k, seq)  # now: what the state rows saw must be in the log first
-        return {"seq": seq, **asdict(run_at(k, seq, rows, a.sql, a.limit, a.timeout))}
+        return {"seq": seq, **asdict(run_at(k, seq, rows, a.sql, a.limit, a.timeout, here))}
 
     return pool.submit("query", work)

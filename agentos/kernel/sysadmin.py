@@ -1,4 +1,4 @@
-"""sys_* handlers for administration: status, shutdown, events, logs, state_hash, verify.
+"""sys_* handlers for administration: status, shutdown, events, logs, state_hash (verify: verify.py).
 
 These rows need the ``admin`` right (held by sessions, the user's own clients). Reads of the
 log go through the kernel's read-only connection and stop at the durable sequence number, so
@@ -21,8 +21,10 @@ from agentos.kernel.calls import Caller, Done, Stream
 from agentos.kernel.quota import validate_limits
 from agentos.state import events as ev
 from agentos.state.proc import DEAD, ZOMBIE
-from agentos.state.world import state_hash
+from agentos.state.world import forks, state_hash
+from agentos.store import branches
 from agentos.store.events import EventRecord
+from agentos.store.lineage import Lineage
 from agentos.store.log import sqlite_version
 
 if TYPE_CHECKING:
@@ -82,23 +84,23 @@ def sys_state_hash(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
     return Done({"seq": k.state.seq, "hash": state_hash(k.state)})
 
 
-def sys_verify(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
-    ok, detail = k.log.verify_chain(k.reader)
-    return Done({"ok": ok, "detail": detail})
-
-
 def sys_events(k: Kernel, c: Caller, a: sc.EventsArgs) -> Done | Stream:
     durable = k.committer.durable_seq
     kinds = [a.kind] if a.kind else None
     limit = None if a.follow else a.limit  # a follower gets every event, the limit bounds a listing
-    backlog = [
-        event_row(r)
-        for r in k.log.read(a.since, until=durable, pid=a.pid, kinds=kinds, limit=limit, conn=k.reader)
-    ]
+    if a.branch is None:
+        records = k.log.read(a.since, until=durable, pid=a.pid, kinds=kinds, limit=limit, conn=k.reader)
+        lineage = None
+    else:  # the history as that branch sees it: its own events and its ancestors' up to each fork
+        lineage = Lineage.of(a.branch, forks(k.state.ledger))
+        records = branches.read_lineage(k.reader, lineage, a.since, durable, a.pid, a.kind, limit)
+    backlog = [event_row(r) for r in records]
     head = k.head_seq
 
     def follow(r: EventRecord) -> dict[str, Any] | None:
         if r.seq <= durable or (a.pid is not None and r.pid != a.pid) or (a.kind and r.kind != a.kind):
+            return None
+        if lineage is not None and not lineage.contains(r.branch, r.seq):
             return None
         return event_row(r)
 

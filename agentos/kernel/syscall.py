@@ -18,10 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agentos.abi import export_args as xa
 from agentos.abi import history_args as ha
 from agentos.abi import syscalls as sc
+from agentos.abi import undo_args as ua
 from agentos.kernel import (
     bisect,
+    exports,
+    gc,
     past,
     pastdiff,
     query,
@@ -32,10 +36,14 @@ from agentos.kernel import (
     syslink,
     sysmount,
     sysproc,
+    sysreplay,
     syssecret,
+    systime,
     systxn,
+    sysundo,
     sysversion,
     syswatch,
+    verify,
 )
 from agentos.kernel.fsaccess import FsPath
 
@@ -126,6 +134,10 @@ SYSCALLS: dict[str, Syscall] = _table(
     Syscall("fs_read_version", ha.FsReadVersionArgs, FS, "read", sysversion.sys_fs_read_version),
     Syscall("fs_restore", ha.FsRestoreArgs, FS, "write", sysversion.sys_fs_restore),
     Syscall("fs_undo", ha.FsUndoArgs, sysversion.undo_resource, "undo", sysversion.sys_fs_undo),
+    # the kernel's operations (kernel/sysundo.py): undo on proc:<pid>, or proc:all for everyone's
+    Syscall("undo", ua.UndoArgs, sysundo.undo_resource, "undo", sysundo.sys_undo),
+    Syscall("redo", ua.RedoArgs, sysundo.undo_resource, "undo", sysundo.sys_redo),
+    Syscall("undo_list", ua.UndoListArgs, sysundo.undo_resource, "undo", sysundo.sys_undo_list),
     # capabilities
     Syscall("cap_list", sc.NoArgs, CAP, "list", syscap.sys_cap_list),
     Syscall("cap_delegate", sc.CapDelegateArgs, CAP, "delegate", syscap.sys_cap_delegate),
@@ -146,10 +158,22 @@ SYSCALLS: dict[str, Syscall] = _table(
     Syscall("query", ha.QueryArgs, ADMIN, "query", query.sys_query, journal="none"),
     Syscall("bisect", ha.BisectArgs, ADMIN, "query", bisect.sys_bisect, journal="none"),
     Syscall("diff", ha.DiffArgs, ADMIN, "history", pastdiff.sys_diff, journal="none"),
+    Syscall("rewind", ha.RewindArgs, ADMIN, "rewind", systime.sys_rewind, journal="none"),
+    Syscall("switch", ha.SwitchArgs, ADMIN, "rewind", systime.sys_switch, journal="none"),
+    Syscall("restore", ha.CheckpointNameArgs, ADMIN, "rewind", systime.sys_restore, journal="none"),
+    Syscall("branches", sc.NoArgs, ADMIN, "history", systime.sys_branches, journal="none"),
+    Syscall("checkpoint", ha.CheckpointArgs, ADMIN, "checkpoint", systime.sys_checkpoint, journal="none"),
+    Syscall("checkpoints", sc.NoArgs, ADMIN, "history", systime.sys_checkpoints, journal="none"),
+    Syscall(
+        "checkpoint_rm", ha.CheckpointNameArgs, ADMIN, "checkpoint", systime.sys_checkpoint_rm, journal="none"
+    ),
+    Syscall("export", xa.ExportArgs, ADMIN, "export", exports.sys_export, journal="none"),
+    Syscall("gc", xa.GcArgs, ADMIN, "gc", gc.sys_gc, journal="none"),
+    Syscall("replay_steps", ha.ReplayStepsArgs, ADMIN, "history", sysreplay.sys_replay_steps, journal="none"),
     Syscall("events", sc.EventsArgs, ADMIN, "events", sysadmin.sys_events, journal="none"),
     Syscall("logs", sc.LogsArgs, ADMIN, "logs", sysadmin.sys_logs, journal="none"),
     Syscall("state_hash", sc.NoArgs, ADMIN, "state_hash", sysadmin.sys_state_hash, journal="none"),
-    Syscall("verify", sc.NoArgs, ADMIN, "verify", sysadmin.sys_verify, journal="none"),
+    Syscall("verify", sc.NoArgs, ADMIN, "verify", verify.sys_verify, journal="none"),
     Syscall("caps", sc.CapsArgs, ADMIN, "caps", syscap.sys_caps, journal="none"),
     Syscall("audit", sc.AuditArgs, ADMIN, "audit", syscap.sys_audit, journal="none"),
     Syscall("approvals", sc.ApprovalsArgs, ADMIN, "approvals", syscap.sys_approvals, journal="none"),

@@ -35,6 +35,7 @@ class Lifecycle:
     deferred: dict[int, Process]
     resuming: set[int]
     early_term: dict[int, str]
+    moves: int  # rewinds and switches so far: work scheduled before one is dropped after it
     policy: RoundRobin
     _loop: asyncio.AbstractEventLoop
 
@@ -105,7 +106,10 @@ class Lifecycle:
     async def _resume_once_durable(self, p: Process, attempt: int) -> None:
         """Load and replay only once the attempt is on disk: an agent whose import or replay
         kills the kernel still counts toward its quarantine."""
+        moves = self.moves
         await self.k.committer.durable(attempt)
+        if moves != self.moves:  # the kernel moved in time meanwhile: after_rewind resumed it anew
+            return
         self.resuming.discard(p.pid)
         if not p.alive:
             return
@@ -126,6 +130,25 @@ class Lifecycle:
         task.term_pending = self.early_term.pop(p.pid, None) or p.cancel_pending
         self.tasks[p.pid] = task
         self._ready(task)
+
+    # -- rewinds (kernel/timeline.py) ----------------------------------------------------------
+
+    def before_rewind(self) -> None:
+        """Drop every running agent, recording nothing but CPU already used (ledger): their
+        futures stay on the branch the kernel leaves."""
+        self.moves += 1
+        for task in list(self.tasks.values()):
+            self._discard(task)
+        self.tasks.clear()
+        self.deferred.clear()
+        self.resuming.clear()
+        self.early_term.clear()
+
+    def after_rewind(self) -> None:
+        """Resume, by replay along the new lineage, every SDK agent alive in the world now."""
+        for p in sorted(self.k.state.world.procs.alive(), key=lambda p: p.pid):
+            if p.kind == "agent":
+                self.resume(p)
 
     def _restart_as_new(self, task: AgentTask, epoch: int) -> None:
         p = self.k.state.world.procs.get(task.pid)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentos.abi.traps import Trap
 from agentos.errors import AgentCancelled, error_from_wire
+from agentos.kernel import timeline
 from agentos.kernel.syscall import SYSCALLS
 from agentos.runtime.agents import Journal, args_digest, decode_result
 from agentos.state import events as ev
@@ -34,7 +35,10 @@ class Answer:
 def read_journal(k: Kernel, p: Process) -> Journal:
     """The records of ``p``'s current epoch: results, blocking intents, print() steps shown."""
     journal = Journal()
+    lineage = timeline.lineage(k)  # after a rewind: what it did on this branch's past only
     for r in k.log.journal_of(p.pid, p.created_seq - 1, k.reader):
+        if not lineage.contains(r.branch, r.seq):
+            continue
         e = ev.decode(r.kind, r.version, r.payload)
         if getattr(e, "epoch", None) != p.epoch or getattr(e, "pid", None) != p.pid:
             continue

@@ -75,6 +75,7 @@ class AgentRunner(Lifecycle):
         self.deferred: dict[int, Process] = {}  # stopped when the kernel stopped: resumed at CONT
         self.resuming: set[int] = set()  # resume attempt not yet durable
         self.early_term: dict[int, str] = {}  # TERM that arrived while resuming
+        self.moves = 0
         self._work = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         kernel.instruments.append(self)
@@ -118,7 +119,8 @@ class AgentRunner(Lifecycle):
 
     def arm_kill(self, pid: int, kill_at_ns: int) -> None:
         """KILL at the recorded end of a TERM's grace period (re-armed at boot from the state)."""
-        self._loop.call_later(max(0.0, (kill_at_ns - time.time_ns()) / 1e9), self._kill_after_grace, pid)
+        delay = max(0.0, (kill_at_ns - time.time_ns()) / 1e9)
+        self._loop.call_later(delay, self._kill_after_grace, pid, self.moves)
 
     def _cancel(self, pid: int, sig: str) -> None:
         if pid in self.resuming:
@@ -140,8 +142,10 @@ class AgentRunner(Lifecycle):
         task.resume_with(exc=AgentCancelled(sig))
         self._ready(task)
 
-    def _kill_after_grace(self, pid: int) -> None:
+    def _kill_after_grace(self, pid: int, moves: int) -> None:
         p = self.k.state.world.procs.get(pid)
+        if moves != self.moves:  # armed on a branch the kernel has left (resume re-arms its own)
+            return
         if p is not None and p.alive and (pid in self.tasks or pid in self.deferred or pid in self.resuming):
             try:
                 self.k.call(

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentos.state.base_events import WorldBased  # the log's base (kernel/base.py)
+from agentos.state.branch_events import BranchCreated, BranchSwitched, CheckpointDropped, CheckpointMade
 from agentos.state.payload import KINDS, UPCASTERS, Payload, decode, encode, event
+from agentos.state.undo_events import RedoDone, UndoDone  # undo's records (kernel/undo.py)
 from agentos.state.vfs_events import (  # the file system's kinds, re-exported: ev.VfsCreated etc.
     VfsChmod,
     VfsClosed,
@@ -36,6 +39,13 @@ from agentos.state.vfs_events import (  # the file system's kinds, re-exported: 
 )
 
 __all__ = [
+    "UndoDone",
+    "RedoDone",
+    "BranchCreated",
+    "BranchSwitched",
+    "CheckpointMade",
+    "CheckpointDropped",
+    "WorldBased",
     "KINDS",
     "UPCASTERS",
     "Payload",

@@ -22,7 +22,7 @@ from agentos.state.proc import APPLY, ProcessTable
 from agentos.state.vfs import ROOT_INO, FileSystem
 from agentos.state.vfs_apply import VFS_APPLY
 
-PROJECTION_VERSION = 8  # bump whenever apply() or the state shapes change: old snapshots are then ignored
+PROJECTION_VERSION = 9  # bump whenever apply() or the state shapes change: old snapshots are then ignored
 
 
 class World(msgspec.Struct):
@@ -49,6 +49,25 @@ class Approval(msgspec.Struct, kw_only=True):
     answer: str = ""  # the person's reason, when they gave one
 
 
+class BranchInfo(msgspec.Struct, kw_only=True):
+    id: int
+    parent: int
+    fork_seq: int
+    name: str
+    created_seq: int
+    created_ts: int
+    why: str
+
+
+class Checkpoint(msgspec.Struct, kw_only=True):
+    name: str
+    branch: int
+    seq: int
+    made_seq: int
+    made_ts: int
+    by: int
+
+
 class Ledger(msgspec.Struct):
     next_pid: int = param.INIT_PID
     boots: int = 0
@@ -64,6 +83,9 @@ class Ledger(msgspec.Struct):
     approvals: dict[int, Approval] = {}
     usage: Usage = msgspec.field(default_factory=Usage)  # per resource group, never refunded
     next_ino: int = ROOT_INO  # inode numbers, never reused on any branch
+    next_branch: int = param.MAIN_BRANCH + 1
+    branches: dict[int, BranchInfo] = {}  # every branch but main, whichever branch made it
+    checkpoints: dict[str, Checkpoint] = {}  # named (branch, seq): not rewound, so restore reaches any
 
 
 class State(msgspec.Struct):
@@ -130,6 +152,34 @@ def _ledger_decided(ledger: Ledger, seq: int, ts: int, e: ev.ApprovalDecided) ->
         approval.duration_s, approval.decided_ts, approval.answer = e.duration_s, ts, e.reason
 
 
+def _ledger_branch(ledger: Ledger, seq: int, ts: int, e: ev.BranchCreated) -> None:
+    ledger.next_branch = max(ledger.next_branch, e.branch + 1)
+    ledger.branches[e.branch] = BranchInfo(
+        id=e.branch,
+        parent=e.parent,
+        fork_seq=e.fork_seq,
+        name=e.name,
+        created_seq=seq,
+        created_ts=ts,
+        why=e.why,
+    )
+
+
+def _ledger_checkpoint(ledger: Ledger, seq: int, ts: int, e: ev.CheckpointMade) -> None:
+    ledger.checkpoints[e.name] = Checkpoint(
+        name=e.name, branch=e.branch, seq=e.seq, made_seq=seq, made_ts=ts, by=e.by
+    )
+
+
+def _ledger_uncheckpoint(ledger: Ledger, seq: int, ts: int, e: ev.CheckpointDropped) -> None:
+    ledger.checkpoints.pop(e.name, None)
+
+
+def forks(ledger: Ledger) -> dict[int, tuple[int, int]]:
+    """Each branch's (parent, fork seq), as ``Lineage.of`` takes them."""
+    return {b.id: (b.parent, b.fork_seq) for b in ledger.branches.values()}
+
+
 LEDGER_APPLY: dict[type, Callable[[Ledger, int, int, Any], None]] = {
     ev.AccessDenied: _ledger_denied,
     ev.CapGranted: _ledger_granted,
@@ -143,14 +193,19 @@ LEDGER_APPLY: dict[type, Callable[[Ledger, int, int, Any], None]] = {
     ev.CpuCharged: _ledger_cpu,
     ev.VfsMkfs: _ledger_ino,
     ev.VfsCreated: _ledger_ino,
+    ev.BranchCreated: _ledger_branch,
+    ev.CheckpointMade: _ledger_checkpoint,
+    ev.CheckpointDropped: _ledger_uncheckpoint,
 }
 
+_BRANCHING = (ev.BranchCreated, ev.BranchSwitched)
 
-def apply(state: State, seq: int, ts: int, payload: ev.Payload) -> State:
+
+def apply(state: State, seq: int, ts: int, payload: ev.Payload, world: bool = True) -> State:
     """Fold one event into the state. Mutates ``state`` in place and returns it.
 
-    The ledger folds every event of every branch; the world only those of its own branch
-    (the kernel hands it exactly those).
+    The ledger folds every event of every branch; the world only those of its branch's lineage:
+    ``world`` is False for the others (``state/lineage.py``).
     """
     state.seq = seq
     state.ledger.events += 1
@@ -158,6 +213,13 @@ def apply(state: State, seq: int, ts: int, payload: ev.Payload) -> State:
     ledger_fn = LEDGER_APPLY.get(kind)
     if ledger_fn is not None:
         ledger_fn(state.ledger, seq, ts, payload)
+    usage_fn = USAGE_APPLY.get(kind)
+    if usage_fn is not None:  # spend is ledger: never refunded by a rewind
+        usage_fn(state.ledger.usage, payload)
+    if not world:
+        return state
+    if kind in _BRANCHING:
+        state.world.branch = payload.branch  # type: ignore[attr-defined]
     world_fn = APPLY.get(kind)
     if world_fn is not None:
         world_fn(state.world.procs, seq, ts, payload)
@@ -170,9 +232,6 @@ def apply(state: State, seq: int, ts: int, payload: ev.Payload) -> State:
     vfs_fn = VFS_APPLY.get(kind)
     if vfs_fn is not None:
         vfs_fn(state.world.vfs, seq, ts, payload)
-    usage_fn = USAGE_APPLY.get(kind)
-    if usage_fn is not None:
-        usage_fn(state.ledger.usage, payload)
     return state
 
 

@@ -72,10 +72,13 @@ def changes_of_call(conn: apsw.Connection, correlation: str, pid: int, until: in
     return _rows(conn, sql, [pid, correlation, until])
 
 
-def last_named(conn: apsw.Connection, parent: int, name: str, until: int) -> EventRecord | None:
-    """The last change that put ``name`` in directory ``parent`` (created, linked, or renamed there)."""
+def last_named(
+    conn: apsw.Connection, parent: int, name: str, until: int, on: str = "1"
+) -> EventRecord | None:
+    """The last change that put ``name`` in directory ``parent`` (created, linked, or renamed there);
+    ``on``: a lineage's term (``Lineage.literal``), so a branch left behind is not looked at."""
     sql = (
-        f"SELECT {_COLUMNS} FROM events WHERE seq <= ? AND ("
+        f"SELECT {_COLUMNS} FROM events WHERE seq <= ? AND {on} AND ("
         "(kind IN ('vfs.created', 'vfs.linked') AND json_extract(payload, '$.parent') = ?"
         " AND json_extract(payload, '$.name') = ?)"
         " OR (kind = 'vfs.renamed' AND json_extract(payload, '$.new_parent') = ?"

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB);
 
 _INSERT = "INSERT INTO events VALUES(?,?,?,?,?,?,?,?,CAST(? AS TEXT),?,?)"
 _COLUMNS = "seq, branch, kind, version, pid, syscall, correlation, ts, payload, prev_digest, digest"
+_FOLDS = "SELECT seq, branch, kind, version, ts, payload FROM events WHERE seq > ? AND seq <= ? ORDER BY seq"
+_LATEST = "SELECT seq, manifest, mac FROM snapshots WHERE branch=? AND projection_version=? AND seq<=? ORDER BY seq DESC LIMIT 1"
 
 
 class StoreError(InternalError):
@@ -256,6 +258,11 @@ class EventLog:
         for row in (conn or self.conn).execute(sql, params):
             yield _record(row)
 
+    def read_folds(self, since: int, until: int | None, conn: apsw.Connection | None = None) -> Iterator:
+        """(seq, branch, kind, version, ts, payload text) after ``since``, in order: what a fold needs,
+        without digests or records (a past state's tail, unverified)."""
+        yield from (conn or self.conn).execute(_FOLDS, (since, 2**63 - 1 if until is None else until))
+
     def console_of(self, pid: int, until: int, conn: apsw.Connection | None = None) -> list[EventRecord]:
         """console.write events written by ``pid`` or onto its console (by its child agents)."""
         sql = (
@@ -352,16 +359,9 @@ class EventLog:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO blobs VALUES(?,?,?)", [(h, len(d), d) for h, d in pieces.items()]
             )
-            self.conn.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES(?,?,?,?,?)",
-                (
-                    branch,
-                    seq,
-                    projection_version,
-                    manifest,
-                    self._snapshot_mac(branch, seq, projection_version, manifest),
-                ),
-            )
+            mac = self._snapshot_mac(branch, seq, projection_version, manifest)
+            row = (branch, seq, projection_version, manifest, mac)
+            self.conn.execute("INSERT OR REPLACE INTO snapshots VALUES(?,?,?,?,?)", row)
         except apsw.Error as exc:
             self.rollback()
             raise StoreError(f"snapshot write failed: {exc}") from exc
@@ -371,17 +371,18 @@ class EventLog:
         header = b"snapshot\x1f%d\x1f%d\x1f%d\x1e" % (branch, seq, projection_version)
         return hmac.new(self._key, header + manifest, hashlib.sha256).digest()
 
-    def latest_snapshot(self, branch: int, projection_version: int, max_seq: int) -> tuple[int, bytes] | None:
-        rows = self.conn.execute(
-            "SELECT seq, manifest, mac FROM snapshots WHERE branch=? AND projection_version=? AND seq<=?"
-            " ORDER BY seq DESC",
-            (branch, projection_version, max_seq),
-        ).fetchall()
-        for seq, manifest, mac in rows:
-            expected = self._snapshot_mac(branch, seq, projection_version, bytes(manifest))
-            if not self._key or hmac.compare_digest(expected, bytes(mac)):  # no key: nothing to check against
-                return seq, bytes(manifest)
-        return None
+    def latest_snapshot(
+        self, branch: int, projection_version: int, max_seq: int, conn: apsw.Connection | None = None
+    ) -> tuple[int, bytes] | None:
+        conn, at = conn or self.conn, max_seq
+        while True:  # newest first, one at a time: reading every older manifest cost more than a rebuild
+            if (row := _first(conn.execute(_LATEST, (branch, projection_version, at)).fetchall())) is None:
+                return None
+            seq, manifest, mac = row[0], bytes(row[1]), bytes(row[2])
+            expected = self._snapshot_mac(branch, seq, projection_version, manifest)
+            if not self._key or hmac.compare_digest(expected, mac):  # no key: nothing to check against
+                return seq, manifest
+            at = seq - 1
 
     def drop_snapshot(self, branch: int, seq: int, projection_version: int) -> None:
         with self.conn:

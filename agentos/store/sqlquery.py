@@ -30,6 +30,7 @@ from typing import Any
 import apsw
 
 from agentos.errors import InvalidArgument, PermissionDenied, TimedOut
+from agentos.store.lineage import Lineage
 from agentos.store.sqlviews import STATE_TABLES, VIEW_NAMES, create_statements
 
 PROGRESS_STEPS = 20_000  # VM instructions between deadline checks (~a millisecond or less)
@@ -90,7 +91,10 @@ class _Guard:
 
 
 def open_query(
-    path: Path | str, seq: int, state_rows: dict[str, Iterable[tuple[Any, ...]]]
+    path: Path | str,
+    seq: int,
+    state_rows: dict[str, Iterable[tuple[Any, ...]]],
+    lineage: Lineage | None = None,
 ) -> apsw.Connection:
     """A read-only connection on the log with the views as of ``seq`` and the state-backed tables
     filled from ``state_rows`` (table name -> rows), the guard not yet on (``run`` puts it on)."""
@@ -99,7 +103,7 @@ def open_query(
         conn.set_busy_timeout(5000)
         conn.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
-        for statement in create_statements(seq):
+        for statement in create_statements(seq, lineage):
             conn.execute(statement)
         for table, rows in state_rows.items():
             if table not in STATE_TABLES:

@@ -17,6 +17,9 @@ view), so the per-process sums cost only the queries that read them.
 
 from __future__ import annotations
 
+import re
+
+from agentos.store.lineage import Lineage
 from agentos.store.log import VFS_CHANGES
 
 # the state-backed tables: name -> CREATE statement (filled by the kernel, before the authorizer)
@@ -157,9 +160,19 @@ FROM main.events WHERE kind IN ({_AUDIT_KINDS}) AND seq <= {{N}}""",
 VIEW_NAMES = frozenset(VIEWS)
 
 
-def create_statements(seq: int) -> list[str]:
-    """The statements that make every table and view of one query, as of ``seq``."""
-    n = str(int(seq))  # an integer literal: nothing else is ever pasted into SQL here
+def create_statements(seq: int, lineage: Lineage | None = None) -> list[str]:
+    """The statements that make every table and view of one query, as of ``seq`` on ``lineage``
+    (the history that branch saw; None: every branch's events)."""
+    n = str(int(seq))  # integer literals only: nothing else is ever pasted into SQL here
+
+    def upto(m: re.Match[str]) -> str:
+        alias = m.group(1) or ""
+        on = f" AND {lineage.literal(alias)}" if lineage is not None else ""
+        return f"{alias}seq <= {n}{on}"
+
     return [*STATE_TABLES.values()] + [
-        f"CREATE TEMP VIEW {name} AS {body.strip().replace('{N}', n)}" for name, body in VIEWS.items()
+        f"CREATE TEMP VIEW {name} AS {_UPTO.sub(upto, body.strip())}" for name, body in VIEWS.items()
     ]
+
+
+_UPTO = re.compile(r"\b(\w+\.)?seq <= \{N\}")

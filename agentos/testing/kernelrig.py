@@ -91,9 +91,18 @@ class KernelRig:
         live, seq = state_hash(self.k.state), self.k.state.seq
         assert state_hash(rebuild_state(self.k.log, until=seq, conn=self.k.reader)) == live
 
+    async def verified(self) -> dict[str, Any]:
+        """``agentos verify`` on this kernel: the chain, every snapshot and the live state agree."""
+        report = await self.call(self.person, "verify")
+        assert report["ok"], report
+        return report
 
-def run_rig(rig: R, body: Callable[[R], Awaitable[None] | None], *, check_rebuild: bool = False) -> None:
-    """Boot ``rig``, run ``body`` (sync or async) in the loop, close the kernel (as a crash would)."""
+
+def run_rig(
+    rig: R, body: Callable[[R], Awaitable[None] | None], *, check_rebuild: bool = False, verify: bool = True
+) -> None:
+    """Boot ``rig``, run ``body`` (sync or async) in the loop, ``agentos verify`` it (unless the body
+    broke the kernel or asks not to), close the kernel (as a crash would)."""
 
     async def main() -> None:
         rig.boot()
@@ -103,6 +112,8 @@ def run_rig(rig: R, body: Callable[[R], Awaitable[None] | None], *, check_rebuil
                 await out
             if check_rebuild:
                 await rig.rebuilt_equals_live()
+            if verify and rig.k.fatal is None:
+                await rig.verified()
         finally:
             await rig.k.close(clean=False)
 

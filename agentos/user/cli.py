@@ -21,11 +21,16 @@ from agentos.user import (
     cli_at,
     cli_caps,
     cli_diff,
+    cli_export,
     cli_fs,
     cli_groups,
     cli_mount,
     cli_query,
+    cli_replay,
     cli_secret,
+    cli_time,
+    cli_undo,
+    cli_verify,
     cli_versions,
 )
 from agentos.user import format as fmt
@@ -237,32 +242,28 @@ def logs(home: str | None, follow: bool, as_json: bool, pid: int) -> None:
 @click.option("--pid", type=int, default=None)
 @click.option("--kind", default=None, help="only events of this kind (e.g. proc.exited)")
 @click.option("--follow", "-f", is_flag=True, help="keep printing new events")
+@click.option("--branch", type=int, default=None, help="the history branch B sees (agentos branches)")
 def events(
-    home: str | None, as_json: bool, since: int, limit: int, pid: int | None, kind: str | None, follow: bool
+    home: str | None,
+    as_json: bool,
+    since: int,
+    limit: int,
+    pid: int | None,
+    kind: str | None,
+    follow: bool,
+    branch: int | None,
 ) -> None:
-    """Show the event log."""
+    """Show the event log (every branch's events, or --branch B's history)."""
     with connect(home) as c:
         args: dict[str, Any] = {"since": since, "limit": limit, "follow": follow}
-        if pid is not None:
-            args["pid"] = pid
-        if kind is not None:
-            args["kind"] = kind
+        for key, value in (("pid", pid), ("kind", kind), ("branch", branch)):
+            if value is not None:
+                args[key] = value
         try:
             for e in c.stream("events", **args):
                 click.echo(json.dumps(e) if as_json else fmt.event_line(e))
         except KeyboardInterrupt:
             pass
-
-
-@cli.command()
-@home_option
-@json_option
-def verify(home: str | None, as_json: bool) -> None:
-    """Verify the event log's hash chain and signed head."""
-    with connect(home) as c:
-        result = c.call("verify")
-    click.echo(json.dumps(result) if as_json else f"{'ok' if result['ok'] else 'FAILED'}: {result['detail']}")
-    sys.exit(0 if result["ok"] else 1)
 
 
 @cli.command(name="state-hash")
@@ -302,10 +303,15 @@ if __name__ == "__main__":
 for _command in (
     *cli_caps.COMMANDS,
     *cli_versions.COMMANDS,
+    *cli_undo.COMMANDS,
     *cli_mount.COMMANDS,
     *cli_at.COMMANDS,
     *cli_query.COMMANDS,
     *cli_diff.COMMANDS,
+    *cli_replay.COMMANDS,
+    *cli_time.COMMANDS,
+    *cli_verify.COMMANDS,
+    *cli_export.COMMANDS,
     cli_secret.secret,
     cli_groups.groups,
     cli_groups.limit,

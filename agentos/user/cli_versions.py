@@ -21,6 +21,8 @@ from agentos.sdk.client import Client
 from agentos.textdiff import unified
 from agentos.user import format as fmt
 from agentos.user.cli_fs import CHUNK, _when, fs
+from agentos.user.cli_undo import run as run_ops
+from agentos.user.cli_undo import show_list
 from agentos.user.options import connect, fail, home_option, json_option
 
 _AT = re.compile(r"(?s)(.+)@(\d{1,18})")
@@ -161,16 +163,41 @@ def get(home: str | None, spec: str, hostfile: BinaryIO) -> None:
 @click.command()
 @home_option
 @json_option
-@click.option("--pid", type=int, default=None, help="Revert the file changes of this process.")
+@click.argument("n", type=click.IntRange(1, 1000), required=False)
+@click.option("--pid", type=int, default=None, help="Alone: revert every file change of this process.")
+@click.option("--last", type=click.IntRange(1, 1000), default=None, help="With --pid: its last N operations.")
 @click.option("--tree", is_flag=True, help="With --pid: and of every process spawned below it.")
 @click.option("--correlation", default=None, help="Revert the file changes of one call (a transaction).")
+@click.option("--list", "listing", is_flag=True, help="List the last operations (--pid: of one process).")
 @click.option("--dry-run", is_flag=True, help="Say what would be reverted; change nothing.")
 def undo(
-    home: str | None, as_json: bool, pid: int | None, tree: bool, correlation: str | None, dry_run: bool
+    home: str | None,
+    as_json: bool,
+    n: int | None,
+    pid: int | None,
+    last: int | None,
+    tree: bool,
+    correlation: str | None,
+    listing: bool,
+    dry_run: bool,
 ) -> None:
-    """Revert every file change a process made (new events; history stays). A later change by
-    someone else is a conflict, reported and left alone: exit status 1 if any, or any denied."""
-    if (pid is None) == (correlation is None):
+    """Undo the kernel's last N operations (default 1; an operation is one call that changed files,
+    capabilities, mounts or group limits), newest first, as new events: `agentos redo` re-applies
+    them. `--pid P --last N`: that process's last N operations. `--pid P` alone: revert every file
+    change P made; `--correlation ID`: those of one call. A later change by someone else is a
+    conflict, reported and left alone; a revocation is never undone (skipped, with the reason).
+    Exit status 1 if anything conflicted or was denied."""
+    if listing:
+        return show_list(home, pid, n or last or 20, as_json)
+    if n is not None and pid is not None:
+        raise click.UsageError("with --pid, say --last N (--pid P alone reverts every file change of P)")
+    if tree and pid is None:
+        raise click.UsageError("--tree goes with --pid")
+    if last is not None and (pid is None or tree or correlation is not None):
+        raise click.UsageError("--last goes with --pid (and not with --tree or --correlation)")
+    if (pid is None and correlation is None) or last is not None:
+        return run_ops(home, "undo", n or last or 1, pid, dry_run, as_json)
+    if pid is not None and correlation is not None:
         raise click.UsageError("say whose changes: --pid P [--tree] or --correlation ID")
     args: dict[str, Any] = {"tree": tree, "dry_run": dry_run}
     args |= {"pid": pid} if pid is not None else {"correlation": correlation}

@@ -159,11 +159,14 @@ def _tour(home: Path) -> int:
 
     _host_mount(c, home)
 
-    step(10, "The process table (ps -a)")
+    step(10, "Time travel: a checkpoint, a rewind while an agent runs, and back again")
+    _time_travel(c)
+
+    step(11, "The process table (ps -a)")
     for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
         say(f"   {line}")
 
-    step(11, "The event log")
+    step(12, "The event log")
     events = list(c.stream("events", limit=100_000))
     kinds = collections.Counter(e["kind"] for e in events)
     say(f"   {len(events)} events, sequence 1..{events[-1]['seq']} with no gap:")
@@ -175,7 +178,7 @@ def _tour(home: Path) -> int:
     check = c.call("verify")
     say(f"   hash chain: {'verified' if check['ok'] else 'FAILED'} ({check['detail']})")
 
-    step(12, "Shut down cleanly")
+    step(13, "Shut down cleanly")
     c.call("shutdown", kill=False)
     c.close()
     wait_gone(os_pid)
@@ -184,6 +187,47 @@ def _tour(home: Path) -> int:
         "\nNext: agentos boot --detach, then agentos run agentos/examples/counter.py 5 — see the README's tour (capabilities and secrets too)."
     )
     return 0 if check["ok"] and secret_kept else 1
+
+
+def _notes(c: Client) -> int:
+    got = c.call("at", point="now", what="cat", args={"path": "/shared/notes.txt"})["result"]
+    return got.count(b"\n")
+
+
+def _time_travel(c: Client) -> None:
+    """Checkpoint, let a counter run on, rewind to the checkpoint (the counter resumes there by
+    replay), see both branches, switch back."""
+    pid = c.call("spawn", target="agentos.examples.counter", argv=["6", "0.15"])
+    _wait_calls(c, pid, 4)
+    made = c.call("checkpoint", name="demo")
+    say(f"   agentos checkpoint demo: branch {made['branch']}, seq {made['seq']} (counter {pid} is running)")
+    run_and_wait(c, "agentos.examples.notes", "a", "regretted", "note")
+    before = _notes(c)
+    got = c.call("rewind", point="demo", name="demo-retry")
+    say(
+        f"   agentos rewind demo: now on branch {got['branch']}; notes.txt has {_notes(c)} line(s) again"
+        f" (was {before}); agents resumed there by replay: {got['agents']}"
+    )
+    done = c.call("wait", pid=pid)
+    say(f"   the counter went on from the checkpoint and exited {done['status']} on the new branch")
+    rows = c.call("branches")
+    say(
+        "   agentos branches: "
+        + "; ".join(f"{'*' if r['current'] else ''}{r['branch']} {r['name']}" for r in rows)
+    )
+    back = c.call("switch", branch=1)
+    say(
+        f"   agentos switch 1: back at branch 1's head (seq {back['head']}): notes.txt has {_notes(c)} line(s)"
+    )
+
+
+def _wait_calls(c: Client, pid: int, calls: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = next((p for p in c.call("ps", all=True) if p["pid"] == pid), None)
+        if p is not None and p["syscalls"] >= calls:
+            return
+        time.sleep(0.02)
 
 
 def _host_mount(c: Client, home: Path) -> None:

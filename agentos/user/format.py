@@ -50,4 +50,5 @@ def event_line(e: dict[str, Any]) -> str:
     payload = json.dumps(e["payload"], separators=(",", ":"), sort_keys=False)
     if len(payload) > 100:
         payload = payload[:97] + "..."
-    return f"{e['seq']:>7}  {when(e['ts'])}  {e['kind']:<20} pid={e['pid']:<4} {payload}"
+    branch = f" b{e['branch']}" if e.get("branch", 1) != 1 else ""  # main's events are unmarked
+    return f"{e['seq']:>7}{branch}  {when(e['ts'])}  {e['kind']:<20} pid={e['pid']:<4} {payload}"

@@ -118,7 +118,13 @@ class HostUndo:
         self.denied: list[dict[str, Any]] = []
         self.planned: dict[tuple[str, str], str] = {}  # (mount, path) -> DIR | GONE | digest, once made
 
-    def run(self, selected: set[int] | None = None, correlation: str | None = None) -> None:
+    def run(
+        self, selected: set[int] | None = None, correlation: str | None = None, calls: set[str] | None = None
+    ) -> None:
+        """Revert the changes of the pids ``selected``, of the call ``correlation``, or of the calls
+        ``calls`` (correlation ids: ``kernel/undoplan.py``)."""
+        if correlation is not None:
+            calls = {correlation}
         for point, mount in sorted(self.k.state.world.vfs.mounts.items()):
             if mount.kind != "host":
                 continue
@@ -127,7 +133,7 @@ class HostUndo:
                 h
                 for h in changes
                 if h.error is None
-                and (h.e.pid in (selected or ()) if correlation is None else h.correlation == correlation)
+                and (h.e.pid in (selected or ()) if calls is None else h.correlation in calls)
             ]
             fs = self.k.mounts.fs_at(point, self.c.pid)
             for h in reversed(mine):

@@ -143,6 +143,14 @@ class Mounts:
                 tmp.gone = True
                 self.k.quotas.release(e.pid)
 
+    def rewound(self) -> None:
+        """The world was replaced (``timeline.py``): drop the /tmps and handles it no longer has."""
+        procs = self.k.state.world.procs
+        for pid in [pid for pid in self.tmps if (p := procs.get(pid)) is None or not p.alive]:
+            self.tmps.pop(pid).gone = True
+        for pid in {owner for owner, _ in self.handles.values()}:
+            self._prune(pid)
+
     def _prune(self, pid: int) -> None:
         """Release the handles of ``pid``'s open files that have closed."""
         files = self.k.state.world.vfs.files
