@@ -1,0 +1,1 @@
+"""The sandbox for process agents: launcher, namespaces, Landlock, seccomp, cgroups, FUSE."""
