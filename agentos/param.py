@@ -58,3 +58,10 @@ APPROVAL_WAIT_SECONDS = 24 * 3600.0  # how long cap_request waits for a person u
 
 # cgroups of process agents (runtime/sandbox/cgroups.py)
 CGROUP_SETTLE_SECONDS = 5.0  # how long freeze, kill and removal of an agent's group may take
+
+# process agents (runtime/procagents.py)
+PROC_RESTART_BACKOFF_SECONDS = 0.1  # the first restart's delay; doubled for each quick failure in a row
+PROC_RESTART_BACKOFF_MAX_SECONDS = 60.0  # the longest delay between runs
+PROC_RESTART_RESET_SECONDS = 30.0  # a run at least this long resets the backoff
+PROC_OUTPUT_CHUNK = 65_536  # bytes read from a program's stdout/stderr per wake-up (one console event)
+PROC_DEFAULT_PROFILE = "minimal"  # sandbox profile of `agentos run --process` unless --profile says

@@ -63,6 +63,10 @@ class SpawnArgs(Args):
     opaque: bool = False  # the child cannot list what it holds
     limits: Limits | None = None  # put the child in a new resource group (under its parent's) with these
     root: Path | None = None  # the child's "/": a directory of the versioned tree (kernel/vfs/view.py)
+    # a real Linux program instead of an SDK agent: target is the command, argv its arguments
+    kind: Literal["agent", "process"] = "agent"
+    restart: Literal["never", "on-failure", "always"] | None = None  # process only (default never)
+    profile: Literal["minimal", "full"] | None = None  # process only: the sandbox preset
 
 
 class GroupLimitArgs(Args):

@@ -19,7 +19,7 @@ class Caller:
     """Who is calling. What it may do is not here: it is the capabilities its pid holds."""
 
     pid: int
-    kind: str  # "agent" | "session"
+    kind: str  # "agent" | "process" (a real program, on its channel) | "session" | "kernel"
     epoch: int = 0
     task: int = 0
     n: int = 0
@@ -27,6 +27,11 @@ class Caller:
     request: str | None = None  # a session's request id, for correlation
     cap: Any = None  # the capability that authorised this call (set by the dispatcher)
     use_cap: int | None = None  # the caller names the capability to use: only that one may authorise
+
+    @property
+    def confined(self) -> bool:
+        """An agent, in the kernel or a real program: its quotas and file modes bind it."""
+        return self.kind == "agent" or self.kind == "process"
 
     @property
     def syscall_id(self) -> str | None:

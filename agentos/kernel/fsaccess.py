@@ -68,7 +68,7 @@ def authorise(k: Kernel, c: Caller, call: str, path: str, right: str, *, follow:
 
 def need(c: Caller, node: Inode, bits: int, path: str) -> None:
     """EACCES unless ``node``'s owner bits allow ``bits``, for an agent (sessions bypass, as root)."""
-    if c.kind == "agent" and node.mode & bits != bits:
+    if c.confined and node.mode & bits != bits:
         what = "read" if bits == R else "write" if bits == W else "read and write"
         raise PermissionDenied(f"{path}: mode {node.mode:o} does not allow {what}", code="EACCES")
 
@@ -81,7 +81,7 @@ def new_inode(
     caller's groups. The event names the group charged, so freeing the inode later gives it back
     (``state/vfs_apply.py``)."""
     need(c, holder, W, f"{path}: its directory")
-    if c.kind == "agent":
+    if c.confined:
         k.quotas.check(c.pid, {"files": 1})
     group = k.quotas.group_of(c.pid) if c.kind != "kernel" else ""
     ino = k.state.ledger.next_ino

@@ -228,7 +228,7 @@ class Plan:
             p, n = adds.pop(0)
             path = self._path(p, n)
             self._may(p, path)
-            if self.c.kind == "agent":
+            if self.c.confined:
                 self.k.quotas.check(self.c.pid, {"files": 1})
             group = self.k.quotas.group_of(self.c.pid) if self.c.kind != "kernel" else ""
             events.append(

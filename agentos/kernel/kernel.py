@@ -324,7 +324,7 @@ class Kernel:
             resource = res if isinstance(res, str) else res(args)
         right = row.right if row.right_for is None else row.right_for(args)
         caller.cap = self.authority.authorise(caller, row.name, resource, right)
-        if caller.kind == "agent":
+        if caller.confined:
             self.quotas.check_call(caller.pid)
 
     def _call(self, caller: Caller, name: Any, raw_args: Any) -> Done | Block | Stream:

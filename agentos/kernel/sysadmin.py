@@ -72,7 +72,18 @@ def sys_status(k: Kernel, c: Caller, a: sc.NoArgs) -> Done:
             "policy": k.policy.source,
             "cap_cache": {"hits": k.authority.hits, "misses": k.authority.misses},
         }
+        | _runtime_status(k)
     )
+
+
+def _runtime_status(k: Kernel) -> dict[str, Any]:
+    """What the runtimes report (``status_info()`` of an instrument: the sandbox and cgroup probes)."""
+    out: dict[str, Any] = {}
+    for inst in k.instruments:
+        info = getattr(inst, "status_info", None)
+        if info is not None:
+            out |= info()
+    return out
 
 
 def sys_shutdown(k: Kernel, c: Caller, a: sc.ShutdownArgs) -> Done:

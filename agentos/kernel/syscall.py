@@ -36,6 +36,7 @@ from agentos.kernel import (
     syslink,
     sysmount,
     sysproc,
+    sysprocagent,
     sysreplay,
     syssecret,
     systime,
@@ -84,7 +85,7 @@ SYSCALLS: dict[str, Syscall] = _table(
     # processes
     Syscall("getpid", sc.NoArgs, PROC, "self", sysproc.sys_getpid, journal="counter"),
     Syscall("getppid", sc.NoArgs, PROC, "self", sysproc.sys_getppid),
-    Syscall("spawn", sc.SpawnArgs, PROC, "spawn", sysproc.sys_spawn),
+    Syscall("spawn", sc.SpawnArgs, PROC, "spawn", sysprocagent.sys_spawn),
     Syscall("exit", sc.ExitArgs, PROC, "self", sysproc.sys_exit),
     Syscall("wait", sc.WaitArgs, PROC, "wait", sysproc.sys_wait),
     Syscall("kill", sc.KillArgs, _target, "signal", sysproc.sys_kill),

@@ -37,7 +37,7 @@ def sys_write(k: Kernel, c: Caller, a: sc.WriteArgs) -> Done:
         raise InvalidArgument(f"a file is at most {param.MAX_FILE_BYTES} bytes", code="EFBIG")
     h, blobs = store_bytes(k, a.data)
     stored = sum(len(b) for b in blobs.values())
-    if c.kind == "agent":
+    if c.confined:
         k.quotas.check(c.pid, {"file_bytes": len(a.data), "stored_bytes": stored})
     wrote = ev.VfsWrote(
         pid=c.pid,

@@ -107,7 +107,7 @@ def sys_truncate(k: Kernel, c: Caller, a: sc.TruncateArgs) -> Done:
         return Done(None)  # no change (POSIX leaves even the times alone)
     h, blobs, _ = cut_version(k, node, [PendingWrite(a.size, "", 0)])  # the pending changes, then the cut
     stored = sum(len(b) for b in blobs.values())
-    if c.kind == "agent":
+    if c.confined:
         k.quotas.check(c.pid, {"stored_bytes": stored})
     cut = ev.VfsVersion(ino=node.ino, manifest=h, size=a.size, pid=c.pid, stored=stored)
     return Done(None, [ev.VfsTruncated(ino=node.ino, size=a.size, pid=c.pid), cut], blobs)

@@ -86,7 +86,7 @@ def sys_random(k: Kernel, c: Caller, a: sc.RandomArgs) -> Done:
 
 def sys_write_console(k: Kernel, c: Caller, a: sc.WriteConsoleArgs) -> Done:
     events, blobs = console_events(k, c.pid, a.data, a.stream)
-    if c.kind == "agent":
+    if c.confined:
         k.quotas.check_bytes(c.pid, events[0].size)
     return Done(None, events, blobs)
 
@@ -305,9 +305,8 @@ def sys_kill(k: Kernel, c: Caller, a: sc.KillArgs) -> Done:
     if target.state == ZOMBIE:
         raise NotFound(f"process {a.pid} has already exited", code="ESRCH")
     kill_at = None
-    if (
-        sig in CANCELLING and target.kind == "agent"
-    ):  # the grace period's end is state, so it survives a crash
+    # the grace period's end is state, so it survives a crash
+    if sig in CANCELLING and target.kind in ("agent", "process"):
         kill_at = time.time_ns() + int(param.TERM_GRACE_SECONDS * 1e9)
     events: list[ev.Payload] = [ev.ProcSignaled(pid=target.pid, sig=sig, sender=c.pid, kill_at_ns=kill_at)]
     blobs: dict[str, bytes] = {}
@@ -326,6 +325,14 @@ def sys_kill(k: Kernel, c: Caller, a: sc.KillArgs) -> Done:
 
 
 def process_row(k: Kernel, p: Process) -> dict[str, Any]:
+    if p.kind == "process":  # a real program: its restart policy, runs and work directory
+        from agentos.kernel import sysprocagent  # (it imports this module)
+
+        return _row(k, p) | sysprocagent.row(k, p)
+    return _row(k, p)
+
+
+def _row(k: Kernel, p: Process) -> dict[str, Any]:
     return {
         "pid": p.pid,
         "ppid": p.ppid,

@@ -198,7 +198,7 @@ def _write(view: View, k: Kernel, c: Caller, op: sc.TxnWrite, spent: dict[str, i
     events.append(ev.VfsVersion(ino=ino, manifest=vh, size=end, pid=c.pid, stored=vstored))
     spent["file_bytes"] += len(op.data)
     spent["stored_bytes"] += stored + vstored
-    if c.kind == "agent":
+    if c.confined:
         k.quotas.check(c.pid, spent)  # the transaction's running total
     view.apply(events)
 

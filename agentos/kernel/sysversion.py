@@ -147,7 +147,7 @@ def sys_fs_restore(k: Kernel, c: Caller, a: ha.FsRestoreArgs) -> Done | Block:
         else:
             made = fsaccess.new_inode(k, c, a.path, holder, name, FILE, _mode(changes, ino))
             events.append(msgspec.structs.replace(made, ino=ino))
-    if c.kind == "agent":
+    if c.confined:
         k.quotas.check(c.pid, {"stored_bytes": 0})  # nothing new to store: the version's blobs are there
     events.append(ev.VfsVersion(ino=ino, manifest=v.manifest, size=v.size, pid=c.pid, cause="restore"))
     return Done({"changed": True, "seq": v.seq, "size": v.size, "ino": ino}, events)

@@ -20,6 +20,7 @@ from agentos.errors import AgentOSError
 from agentos.kernel.calls import Caller
 from agentos.kernel.kernel import Kernel
 from agentos.runtime.console import ConsoleCapture
+from agentos.runtime.procagents import ProcessRunner
 from agentos.runtime.server import SocketServer
 from agentos.runtime.stepper import AgentRunner
 from agentos.runtime.watchdog import Watchdog
@@ -47,11 +48,15 @@ async def serve(
     watchdog.start()
     runner = AgentRunner(kernel, watchdog, capture)
     server = SocketServer(kernel)
+    programs = ProcessRunner(kernel, server)  # process agents: real programs, confined
     with contextlib.suppress(FileNotFoundError):
         home.socket.unlink()  # a stale socket left by kill -9
     with short_socket_path(home.path) as sock_path:
         await server.listen(sock_path)
     os.chmod(home.socket, 0o600)
+    programs.recover()  # what a killed kernel left running is killed and recorded, never left untracked
+    # the sandbox probe runs bubblewrap a few times: off the loop; it logs, loudly if something is missing
+    probing = asyncio.get_running_loop().run_in_executor(None, programs.probe_sandbox)
     if resume:  # after the socket serves: clients need not wait for the journals to be read
         for p in sorted(kernel.state.world.procs.alive(), key=lambda p: p.pid):
             if p.kind == "agent":
@@ -74,6 +79,9 @@ async def serve(
     if kernel.shutdown_kill and kernel.fatal is None:
         await _terminate_agents(kernel)
     dispatcher.cancel()
+    with contextlib.suppress(Exception):
+        await probing
+    programs.close()
     watchdog.stop()
     capture.uninstall()
     with contextlib.suppress(FileNotFoundError):
@@ -97,7 +105,7 @@ async def _terminate_agents(kernel: Kernel) -> None:
     admin = Caller(param.KERNEL_PID, "kernel", request="shutdown-kill")
 
     def live() -> list[int]:
-        return [p.pid for p in kernel.state.world.procs.alive() if p.kind == "agent"]
+        return [p.pid for p in kernel.state.world.procs.alive() if p.kind in ("agent", "process")]
 
     for pid in live():
         with contextlib.suppress(AgentOSError):

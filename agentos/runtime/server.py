@@ -32,6 +32,10 @@ MAX_SESSIONS = 1024
 
 
 class Session(asyncio.Protocol):
+    # "session": a client, made a process by its hello; "process": a process agent's channel, bound
+    # to its pid from the start (runtime/procagents.py) — its hello only exchanges the ABI version
+    kind = "session"
+
     def __init__(self, server: SocketServer) -> None:
         self.server = server
         self.decoder = FrameDecoder()
@@ -130,7 +134,7 @@ class SocketServer:
             if not isinstance(message, dict) or not isinstance(message.get("call"), str):
                 raise InvalidArgument("a request is a map {id, call, args}", code="EBADMSG")
             call, args = message["call"], message.get("args")
-            if s.pid is None:
+            if s.pid is None or (call == "hello" and s.kind == "process"):
                 self._hello(s, req_id, call, args)
                 return
             use_cap = message.get("cap")
@@ -138,7 +142,7 @@ class SocketServer:
                 raise InvalidArgument(
                     "cap, when given, is a capability handle: a positive int", code="EBADMSG"
                 )
-            caller = Caller(s.pid, "session", request=str(req_id), use_cap=use_cap)
+            caller = Caller(s.pid, s.kind, request=str(req_id), use_cap=use_cap)
             outcome = self.kernel.call(caller, call, args)
         except AgentOSError as err:
             s.reply(self.kernel.head_seq, {"id": req_id, "err": err.to_wire()})
@@ -179,6 +183,10 @@ class SocketServer:
                 }
             )
             s.close()
+            return
+        if s.pid is not None:  # a process agent's channel: it already is its process
+            answer = {"abi": param.ABI_VERSION, "pid": s.pid, "version": __version__}
+            s.reply(self.kernel.head_seq, {"id": req_id, "ok": answer, "seq": self.kernel.head_seq})
             return
         pid = self.kernel.state.ledger.next_pid
         self.kernel.emit(ev.ProcSpawned(pid=pid, ppid=param.INIT_PID, name=hello.client, kind="session"), pid)
@@ -237,10 +245,11 @@ class SocketServer:
         s.parked.clear()
         if s.pid is None:
             return
-        self.by_pid.pop(s.pid, None)
+        if self.by_pid.get(s.pid) is s:  # (a restarted process agent's new channel stays)
+            del self.by_pid[s.pid]
         self.kernel.sessions_cwd.pop(s.pid, None)
         p = self.kernel.state.world.procs.get(s.pid)
-        if p is not None and p.alive and self.kernel.fatal is None:
+        if s.kind == "session" and p is not None and p.alive and self.kernel.fatal is None:
             events, blobs = sysproc.exit_events(self.kernel, p, 0, reason="disconnected")
             self.kernel.emit_all(events, s.pid, blobs=blobs)
 

@@ -15,6 +15,7 @@ from typing import Any
 from agentos.state.base_events import WorldBased  # the log's base (kernel/base.py)
 from agentos.state.branch_events import BranchCreated, BranchSwitched, CheckpointDropped, CheckpointMade
 from agentos.state.payload import KINDS, UPCASTERS, Payload, decode, encode, event
+from agentos.state.proc_events import ProcCleaned, ProcRestarting  # process agents (runtime/procagents.py)
 from agentos.state.undo_events import RedoDone, UndoDone  # undo's records (kernel/undo.py)
 from agentos.state.vfs_events import (  # the file system's kinds, re-exported: ev.VfsCreated etc.
     VfsChmod,
@@ -39,6 +40,8 @@ from agentos.state.vfs_events import (  # the file system's kinds, re-exported: 
 )
 
 __all__ = [
+    "ProcCleaned",
+    "ProcRestarting",
     "UndoDone",
     "RedoDone",
     "BranchCreated",
@@ -100,7 +103,7 @@ class ProcSpawned(Payload):
     pid: int
     ppid: int
     name: str
-    kind: str  # init | session | agent
+    kind: str  # init | session | agent | process (a real program: runtime/procagents.py)
     target: str = ""
     entry: str = ""
     argv: list[str] = []
@@ -110,6 +113,8 @@ class ProcSpawned(Payload):
     caps_opaque: bool = False  # it may use its capabilities but not list them
     group: str = ""  # its resource group; "" = its parent's
     root: str = ""  # its file system root, a directory of the versioned tree ("" = "/"; kernel/vfs/view.py)
+    restart: str = ""  # a process agent's restart policy: never | on-failure | always ("" = never)
+    profile: str = ""  # a process agent's sandbox profile (minimal | full)
 
 
 UPCASTERS[("proc.spawned", 1)] = lambda raw: raw  # v1 had no caps_opaque: the default fills it

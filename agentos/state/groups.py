@@ -35,6 +35,10 @@ LIMITS = {
     "llm_tokens_in": "LLM prompt tokens, ever (counted by the LLM core)",
     "llm_tokens_out": "LLM completion tokens, ever (counted by the LLM core)",
     "llm_spend_usd": "LLM spend in USD, ever (counted by the LLM core)",
+    # enforced on process agents by their cgroup (runtime/procagents.py), each agent on its own
+    "pids_max": "host processes and threads a process agent may have at once (cgroup pids.max)",
+    "cpu_max": "CPUs a process agent may use at once, e.g. 0.5 (cgroup cpu quota)",
+    "cpu_weight": "a process agent's CPU share, 1..10000, 100 = default (cgroup cpu weight)",
 }
 
 

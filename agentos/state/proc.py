@@ -64,6 +64,10 @@ class Process(msgspec.Struct, kw_only=True):
     kill_at_ns: int | None = None  # a pending KILL at the end of a TERM's grace period
     cancel_pending: str | None = None  # a TERM/INT/HUP not yet raised in the agent
     signals: dict[str, int] = {}
+    restart: str = ""  # a process agent's restart policy (never | on-failure | always)
+    profile: str = ""  # a process agent's sandbox profile
+    runs: int = 0  # a process agent's runs that ended in a restart (proc.restarting)
+    streak: int = 0  # of those, the quick ones in a row (the backoff's exponent)
 
     @property
     def alive(self) -> bool:
@@ -101,6 +105,8 @@ def _spawned(t: ProcessTable, seq: int, ts: int, e: ev.ProcSpawned) -> None:
         caps_opaque=e.caps_opaque,
         group=e.group or (parent.group if parent is not None else "/"),
         root=e.root,
+        restart=e.restart,
+        profile=e.profile,
         created_seq=seq,
         created_ts=ts,
     )
@@ -183,6 +189,11 @@ def _continued_as_new(t: ProcessTable, seq: int, ts: int, e: ev.ProcContinuedAsN
     p.argv, p.epoch = list(e.argv), e.epoch
 
 
+def _restarting(t: ProcessTable, seq: int, ts: int, e: ev.ProcRestarting) -> None:
+    p = t.procs[e.pid]  # the process stays alive: only its run ended
+    p.runs, p.streak = e.run, e.streak
+
+
 # event type -> its apply function: a reader finds each transition in one place
 APPLY: dict[type, Callable[[ProcessTable, int, int, Any], None]] = {
     ev.ProcSpawned: _spawned,
@@ -199,4 +210,5 @@ APPLY: dict[type, Callable[[ProcessTable, int, int, Any], None]] = {
     ev.ProcResumeStarted: _resume_started,
     ev.ProcResumed: _resumed,
     ev.ProcContinuedAsNew: _continued_as_new,
+    ev.ProcRestarting: _restarting,
 }

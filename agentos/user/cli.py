@@ -149,6 +149,21 @@ def _alive(pid: int) -> bool:
     metavar="RESOURCE=RIGHTS",
     help="a capability over the policy's (repeatable): --cap 'fs:/mnt/project/*=read,write,list'",
 )
+@click.option(
+    "--process", "process", is_flag=True, help="run a real program, confined: run --process -- CMD ARGS..."
+)
+@click.option(
+    "--restart",
+    type=click.Choice(["never", "on-failure", "always"]),
+    default=None,
+    help="with --process: restart it when it ends (with backoff); default never",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["minimal", "full"]),
+    default=None,
+    help="with --process: the sandbox preset",
+)
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(
@@ -157,10 +172,14 @@ def run(
     name: str | None,
     limits: tuple[str, ...],
     caps: tuple[str, ...],
+    process: bool,
+    restart: str | None,
+    profile: str | None,
     target: str,
     args: tuple[str, ...],
 ) -> None:
-    """Run an SDK agent (FILE.py[:func] or module:func) and stream its console."""
+    """Run an SDK agent (FILE.py[:func] or module:func), or with --process a real program, and
+    stream its console."""
     from agentos.user.cli_groups import parse_limits
     from agentos.user.runner import run_agent
 
@@ -170,11 +189,22 @@ def run(
         if not resource or not rights:
             raise click.UsageError(f"--cap {spec!r}: say RESOURCE=RIGHT[,RIGHT...]")
         grants.append({"resource": resource, "rights": rights.split(",")})
-    click.echo(TRUSTED_NOTICE.format(target=target), err=True)
+    if not process and (restart or profile):
+        raise click.UsageError("--restart and --profile go with --process")
+    if not process:
+        click.echo(TRUSTED_NOTICE.format(target=target), err=True)
     group_limits = parse_limits(limits, allow_removal=False)
+    extra = {"kind": "process", "restart": restart, "profile": profile} if process else {}
     sys.exit(
         run_agent(
-            _home(home), target, list(args), name=name, detach=detach, limits=group_limits, grants=grants
+            _home(home),
+            target,
+            list(args),
+            name=name,
+            detach=detach,
+            limits=group_limits,
+            grants=grants,
+            **extra,
         )
     )
 

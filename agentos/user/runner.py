@@ -24,9 +24,14 @@ def run_agent(
     detach: bool = False,
     limits: dict[str, float] | None = None,
     grants: list[dict[str, object]] | None = None,
+    kind: str = "agent",
+    restart: str | None = None,
+    profile: str | None = None,
 ) -> int:
     client = Client.connect(home, "agentos-run")
     args: dict[str, object] = {"target": target, "argv": argv}
+    if kind != "agent":  # a real program (spawn kind "process"): its restart policy and sandbox preset
+        args |= {"kind": kind} | {k: v for k, v in (("restart", restart), ("profile", profile)) if v}
     if grants:
         args["grants"] = grants
     if name:

@@ -76,7 +76,7 @@ class Console(Handle):
         events, blobs = sysproc.console_events(
             self.k, c.pid, data.decode("utf-8", "surrogateescape"), "stdout"
         )
-        if c.kind == "agent":
+        if c.confined:
             self.k.quotas.check_bytes(c.pid, len(data))
         return len(data), events, blobs
 

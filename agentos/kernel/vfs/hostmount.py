@@ -288,7 +288,7 @@ class HostFile(Handle):
             raise InvalidArgument(f"a file is at most {param.MAX_FILE_BYTES} bytes", code="EFBIG")
         h, blobs = chunks.store(data, self.fs.k.has_blob)
         stored = sum(map(len, blobs.values()))
-        if c.kind == "agent":
+        if c.confined:
             self.fs.k.quotas.check(c.pid, {"file_bytes": len(data), "stored_bytes": stored})
         fd = next(
             fd for fd, fid in self.fs.k.state.world.vfs.fds.get(c.pid, {}).items() if fid == self.file_id

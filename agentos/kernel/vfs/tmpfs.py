@@ -128,7 +128,7 @@ class TmpFS(MountFS):
                 f"the private /tmp of process {self.pid} is full ({self.used} of {param.TMP_MAX_BYTES} bytes)",
                 code="ENOSPC",
             )
-        if c.kind == "agent":
+        if c.confined:
             self.k.quotas.check(self.pid, {"memory_bytes": more})
 
     def _account(self, delta: int) -> None:
