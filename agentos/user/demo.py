@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentos.errors import AgentOSError
 from agentos.sdk.client import Client
 from agentos.user import format as fmt
 from agentos.user.boot import boot_detached
@@ -162,11 +163,14 @@ def _tour(home: Path) -> int:
     step(10, "Time travel: a checkpoint, a rewind while an agent runs, and back again")
     _time_travel(c)
 
-    step(11, "The process table (ps -a)")
+    step(11, "A real Linux program as a process agent, confined (namespaces, seccomp, its own cgroup)")
+    _process_agent(c)
+
+    step(12, "The process table (ps -a)")
     for line in fmt.ps_table(c.call("ps", all=True)).splitlines():
         say(f"   {line}")
 
-    step(12, "The event log")
+    step(13, "The event log")
     events = list(c.stream("events", limit=100_000))
     kinds = collections.Counter(e["kind"] for e in events)
     say(f"   {len(events)} events, sequence 1..{events[-1]['seq']} with no gap:")
@@ -178,7 +182,7 @@ def _tour(home: Path) -> int:
     check = c.call("verify")
     say(f"   hash chain: {'verified' if check['ok'] else 'FAILED'} ({check['detail']})")
 
-    step(13, "Shut down cleanly")
+    step(14, "Shut down cleanly")
     c.call("shutdown", kill=False)
     c.close()
     wait_gone(os_pid)
@@ -218,6 +222,20 @@ def _time_travel(c: Client) -> None:
     back = c.call("switch", branch=1)
     say(
         f"   agentos switch 1: back at branch 1's head (seq {back['head']}): notes.txt has {_notes(c)} line(s)"
+    )
+
+
+def _process_agent(c: Client) -> None:
+    script = "echo hello from $(uname -n) as pid $$, seeing $(ls -d /proc/[0-9]* | wc -l) processes; exit 4"
+    try:
+        pid = c.call("spawn", target="sh", argv=["-c", script], kind="process")
+    except AgentOSError as err:  # a host without bubblewrap or cgroups: say so, go on
+        say(f"   {DIM}not on this host: {err}{RESET}")
+        return
+    show_console(c, pid)
+    st = c.call("wait", pid=pid)
+    say(
+        f"   → process {pid}: {fmt.exit_text(st)} (it saw its own pid namespace; agentos status lists the sandbox)"
     )
 
 
