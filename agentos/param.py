@@ -65,3 +65,4 @@ PROC_RESTART_BACKOFF_MAX_SECONDS = 60.0  # the longest delay between runs
 PROC_RESTART_RESET_SECONDS = 30.0  # a run at least this long resets the backoff
 PROC_OUTPUT_CHUNK = 65_536  # bytes read from a program's stdout/stderr per wake-up (one console event)
 PROC_DEFAULT_PROFILE = "minimal"  # sandbox profile of `agentos run --process` unless --profile says
+PROC_VFS_WORKDIRS = "/shared/agents"  # a process agent's /work is <this>/<pid> of the VFS (FUSE view)

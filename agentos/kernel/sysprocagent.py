@@ -37,9 +37,14 @@ RESTART_POLICIES = ("never", "on-failure", "always")
 
 
 def workdir(k: Kernel, pid: int) -> Path:
-    """A process agent's working directory on the host (``/work`` inside its sandbox). Until the
-    FUSE view of the VFS exists, its writes are NOT recorded in the VFS: it is a plain directory."""
+    """A process agent's host working directory: its ``/work`` only where the FUSE view is unusable
+    (``runtime/procview.py``); its writes are NOT recorded in the VFS."""
     return k.home.path / "agents" / str(pid) / "work"
+
+
+def vfs_workdir(pid: int) -> str:
+    """A process agent's ``/work``: this directory of the VFS, served to it over FUSE."""
+    return f"{param.PROC_VFS_WORKDIRS}/{pid}"
 
 
 def sys_spawn(k: Kernel, c: Caller, a: sc.SpawnArgs) -> Done:
@@ -119,4 +124,10 @@ def end_events(
 
 def row(k: Kernel, p: Process) -> dict[str, object]:
     """What ``ps`` adds for a process agent."""
-    return {"restart": p.restart, "runs": p.runs, "profile": p.profile, "workdir": str(workdir(k, p.pid))}
+    return {
+        "restart": p.restart,
+        "runs": p.runs,
+        "profile": p.profile,
+        "workdir": vfs_workdir(p.pid),  # through FUSE; host_workdir only where status says MISSING
+        "host_workdir": str(workdir(k, p.pid)),
+    }

@@ -7,8 +7,9 @@ durable (starting a program is an output: ARCHITECTURE.md §4.3), from the loop 
 1. its **cgroup** (``CgroupManager``), with the limits of its resource group that a cgroup enforces
    (``memory_bytes``, ``pids_max``, ``cpu_max``, ``cpu_weight``: the tightest along the group chain);
    the launcher's stage joins it before exec'ing bubblewrap, so every descendant is in it;
-2. its **work directory** ``HOME/agents/<pid>/work`` bound at ``/work`` (a host directory: its writes
-   are not yet recorded in the VFS — that waits for the FUSE view);
+2. its **work directory**: its VFS directory ``/shared/agents/<pid>`` served over FUSE as the agent
+   (``procview.py``: every write recorded, attributed, undoable), mounted by the launcher's stage in
+   the sandbox's own mount namespace and bound at ``/work``; a host directory where FUSE is unusable;
 3. ``launch()`` with its profile (``minimal`` unless ``--profile full``), stdin ``/dev/null``, stdout
    and stderr pipes read on the loop into ``console.write`` events (``agentos logs``), and fd 3 the
    **syscall channel**: one end of a socketpair, the other served by the socket server as a
@@ -17,7 +18,7 @@ durable (starting a program is an output: ARCHITECTURE.md §4.3), from the loop 
 4. its **pidfd** watched on the loop: the run's end is decoded (``exits``: status, signal, typed fault
    ``segv``/``bus``/``ill``/``fpe``/``sys``, ``oom`` from the cgroup's counters), the run's
    resources released in dependency order — output pipes (drained), channel, cgroup (kill, remove),
-   pidfd, the work directory if empty — recorded as ``proc.cleaned``, then its end: a restart per
+   the FUSE view, pidfd, the host work directory if empty — recorded as ``proc.cleaned``, then its end: a restart per
    policy (``proc.restarting``, relaunched after the backoff) or the exit (CHLD, ``wait``).
 
 Signals: TERM/INT/HUP/USR1/USR2 are forwarded to the program (KILL follows a TERM's grace period);
@@ -43,9 +44,11 @@ from agentos.errors import AgentOSError, QuotaExceeded
 from agentos.kernel import sysproc, sysprocagent
 from agentos.kernel.calls import Caller
 from agentos.kernel.kernel import Kernel
+from agentos.runtime import procview
+from agentos.runtime.fusefs import FuseView
 from agentos.runtime.procrecover import Recovery
 from agentos.runtime.sandbox.cgroups import AgentCgroup, Limits
-from agentos.runtime.sandbox.exits import ExitInfo
+from agentos.runtime.sandbox.exits import ExitInfo, typed
 from agentos.runtime.sandbox.launch import Sandboxed, launch
 from agentos.runtime.sandbox.profile import PRESETS
 from agentos.runtime.server import Session, SocketServer
@@ -91,6 +94,7 @@ class Run:
     recorded: bool = False  # its end is in the log already (KILL, rewind): only clean up
     dropped_output: bool = False
     fds_closed: int = 0  # output pipes closed so far (at EOF, or drained at the end)
+    view: FuseView | None = None  # its /work (None: the host-directory fallback)
 
 
 class ProcessRunner(Recovery):
@@ -154,13 +158,13 @@ class ProcessRunner(Recovery):
         p = self.k.state.world.procs.get(pid)
         if p is None or not p.alive or p.kind != "process" or pid in self.runs or self.k.fatal:
             return
-        wd = sysprocagent.workdir(self.k, pid)
         opened: list[int] = []
         cg: AgentCgroup | None = None
+        view: FuseView | None = None
         ours = theirs = None
         try:
-            wd.mkdir(parents=True, exist_ok=True)
             cg = self._cgroup(p)
+            view, wd = self.views.open(p)  # served before the launch: the stage mounts its fd
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             opened += [out_r, out_w]
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -169,11 +173,12 @@ class ProcessRunner(Recovery):
             handle = launch(
                 [p.target, *p.argv],
                 PRESETS[p.profile or param.PROC_DEFAULT_PROFILE],
-                workdir=str(wd),
+                workdir=wd,
                 stdout=out_w,
                 stderr=err_w,
                 channel=theirs.fileno(),
                 cgroup_procs=cg.procs_files() if cg is not None else (),
+                fuse_fd=view.fd if view is not None else None,
             )
         except (AgentOSError, OSError) as err:
             for fd in opened:
@@ -181,12 +186,13 @@ class ProcessRunner(Recovery):
             for sock in (ours, theirs):
                 if sock is not None:
                     sock.close()
+            procview.end(view)
             self._failed_launch(p, cg, err)
             return
         for fd in (out_w, err_w):
             os.close(fd)
         theirs.close()
-        run = Run(pid, handle, cg, ours)
+        run = Run(pid, handle, cg, ours, view=view)
         self.runs[pid] = run
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
@@ -304,7 +310,7 @@ class ProcessRunner(Recovery):
         if run is None or run.recorded:
             return
         num = getattr(signal, f"SIG{sig}")
-        if tries < 400 and not _takes(run.handle, num):  # the sandbox is still being built: soon
+        if tries < 400 and not run.handle.takes(num):  # the sandbox is still being built: soon
             self._loop.call_later(0.005, self._forward, pid, sig, tries + 1)
             return
         run.handle.send_signal(num)
@@ -342,6 +348,7 @@ class ProcessRunner(Recovery):
         run = self.runs.get(pid)
         if run is None:
             return
+        procview.abort(run.view)  # a request already read would hold the program until answered
         if run.cgroup is not None:
             with contextlib.suppress(AgentOSError):
                 run.cgroup.kill()
@@ -371,23 +378,24 @@ class ProcessRunner(Recovery):
                 usage = run.cgroup.usage()
             with contextlib.suppress(AgentOSError):
                 host_pids, cgroups = self._destroy_cgroup(run.cgroup)
-        os.close(run.handle.pidfd)  # 4. the pidfd
+        mounts = procview.end(run.view)  # 4. its FUSE view (the program and its mount are gone)
+        os.close(run.handle.pidfd)  # 5. the pidfd
         run.handle.pidfd = -1
         fds += 1
         p = self.k.state.world.procs.get(run.pid)
         final = (
-            run.recorded or p is None or not p.alive or not sysprocagent.restarts(p, *_typed(info, usage)[:3])
+            run.recorded or p is None or not p.alive or not sysprocagent.restarts(p, *typed(info, usage)[:3])
         )
-        dirs, kept = self._tidy_workdir(run.pid) if final else (0, "")  # 5. the work dir, if empty
+        dirs, kept = self._tidy_workdir(run.pid) if final else (0, "")  # 6. the host work dir, if empty
         if usage is not None and usage.cpu_ns:
             self.k.emit(ev.CpuCharged(pid=run.pid, ns=usage.cpu_ns), run.pid)
         cleaned = ev.ProcCleaned(
-            pid=run.pid, fds=fds, cgroups=cgroups, host_pids=host_pids, dirs=dirs, kept=kept
+            pid=run.pid, fds=fds, cgroups=cgroups, host_pids=host_pids, dirs=dirs, kept=kept, mounts=mounts
         )
         self.k.emit(cleaned, run.pid)
         if run.recorded or p is None or not p.alive:
             return
-        status, sig, fault, why = _typed(info, usage)
+        status, sig, fault, why = typed(info, usage)
         events, blobs = sysprocagent.end_events(
             self.k,
             p,
@@ -416,33 +424,3 @@ class ProcessRunner(Recovery):
         self.timers.pop(pid, None)
         if moves == self.moves:
             self.start(pid)
-
-
-def _takes(handle: Sandboxed, num: int) -> bool:
-    """Whether the sandbox's pid 1 (the stage) takes signal ``num`` now: it blocks the signals it
-    forwards before it starts the program, and until then a pid 1 drops a signal it has no handler
-    for — a TERM sent in the first milliseconds would be lost."""
-    inner = handle.sandbox_pid()
-    try:
-        with open(f"/proc/{inner}/status") as f:
-            blocked = next(line for line in f if line.startswith("SigBlk:"))
-    except (OSError, StopIteration, TypeError):
-        return True  # gone, or not ours to read: send, and let the pidfd tell
-    return bool(int(blocked.split()[1], 16) >> (num - 1) & 1)
-
-
-def _typed(info: ExitInfo, usage: Any) -> tuple[int, str | None, str | None, str]:
-    """(status, signal name, fault, reason) of an ended run; an OOM kill is typed from the cgroup."""
-    sig = signal.Signals(info.signal).name.removeprefix("SIG") if info.signal else None
-    fault = info.fault
-    if info.signal == signal.SIGKILL and usage is not None and usage.fault == "oom":
-        fault = "oom"
-    if fault == "oom":
-        why = "killed by the OOM killer: the memory limit of its cgroup"
-    elif fault == "setup":
-        why = "the sandbox could not be set up (its stderr says why)"
-    elif sig is not None:
-        why = f"killed by SIG{sig}" + (" (core dumped)" if info.core else "")
-    else:
-        why = f"exited with status {info.status}" if info.status else ""
-    return info.status, sig, fault, why

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from agentos import param
 from agentos.errors import AgentOSError, TimedOut
 from agentos.kernel import sysproc, sysprocagent
+from agentos.runtime import procview
 from agentos.runtime.sandbox import cgroupfs
 from agentos.runtime.sandbox.cgrouphome import CgroupManager, home_cgroup_id
 from agentos.runtime.sandbox.exits import ExitInfo
@@ -70,6 +71,7 @@ class Recovery:
         support = cgroupfs.probe()
         self.cgroup_summary = support.summary()
         self.cgroups: CgroupManager | None = None
+        self.views = procview.Views(kernel)  # each run's /work: its VFS directory through FUSE
         if support.usable:
             self.cgroups = CgroupManager(home_cgroup_id(kernel.home.path), support)
         for line in self.cgroup_summary.splitlines():
@@ -86,6 +88,7 @@ class Recovery:
         return {
             "sandbox": self.sandbox,
             "cgroups": self.cgroup_summary,
+            "process_workdir": self.views.summary,
             "process_agents": sorted(self.runs),
         }
 
@@ -222,6 +225,7 @@ class Recovery:
         if run.session is not None:
             run.session.close()
         run.channel.close()
+        procview.end(run.view)
         with contextlib.suppress(OSError):
             os.close(run.handle.pidfd)
         if run.cgroup is not None and self.cgroups is not None:

@@ -40,3 +40,4 @@ class ProcCleaned(Payload):
     host_pids: int = 0
     dirs: int = 0
     kept: str = ""  # the work directory kept (it holds the program's files), "" when removed
+    mounts: int = 0  # FUSE views of the VFS ended (its /work), 0 with the host-directory fallback

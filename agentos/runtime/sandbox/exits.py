@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 FAULTS: dict[int, str] = {
     signal.SIGSEGV: "segv",
@@ -69,3 +70,21 @@ def decode_bwrap(ws: int, *, staged: bool) -> ExitInfo:
     if staged and code != 0:
         return ExitInfo(status=code, fault="setup", exact=False)
     return ExitInfo(status=code, exact=not staged)
+
+
+def typed(info: ExitInfo, usage: Any) -> tuple[int, str | None, str | None, str]:
+    """(status, signal name, fault, reason) of an ended run; an OOM kill is typed from the cgroup's
+    counters (``usage``: a ``cgroups.Usage`` or None)."""
+    sig = signal.Signals(info.signal).name.removeprefix("SIG") if info.signal else None
+    fault = info.fault
+    if info.signal == signal.SIGKILL and usage is not None and usage.fault == "oom":
+        fault = "oom"
+    if fault == "oom":
+        why = "killed by the OOM killer: the memory limit of its cgroup"
+    elif fault == "setup":
+        why = "the sandbox could not be set up (its stderr says why)"
+    elif sig is not None:
+        why = f"killed by SIG{sig}" + (" (core dumped)" if info.core else "")
+    else:
+        why = f"exited with status {info.status}" if info.status else ""
+    return info.status, sig, fault, why

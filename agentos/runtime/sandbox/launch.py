@@ -7,8 +7,10 @@
 
 What runs, outermost first (one ``posix_spawn``, never a fork of the caller, no ``preexec_fn``):
 
-1. ``agentos-stage -g PROCS... -x -- bwrap ...`` only when ``cgroup_procs`` is given: the stage writes
-   its own pid into each ``cgroup.procs`` and execs bubblewrap, so bubblewrap and everything it starts
+1. ``agentos-stage -g PROCS... [-F FD:DIR] -x -- bwrap ...`` only with ``cgroup_procs`` or ``fuse_fd``:
+   the stage writes its own pid into each ``cgroup.procs``; with ``fuse_fd`` it enters a private mount
+   namespace, mounts that FUSE connection (the VFS view, ``runtime/fusefs.py``) at ``workdir`` there
+   and closes its copy of the fd (the host never sees the mount); then it execs bubblewrap, so bubblewrap and everything it starts
    are in the agent's groups from the first instruction, at the cost of one exec (a ``clone3`` with
    ``CLONE_INTO_CGROUP`` would need a fork of the caller; joining after spawn would race its forks).
 2. ``bwrap`` (the outer fence): the profile's namespaces, ``--die-with-parent``, ``--new-session``,
@@ -99,6 +101,18 @@ class Sandboxed:
         except ProcessLookupError:
             return False
         return True
+
+    def takes(self, num: int) -> bool:
+        """Whether the sandbox's pid 1 (the stage) takes signal ``num`` now: it blocks the signals it
+        forwards before it starts the program, and until then a pid 1 drops a signal it has no
+        handler for — a TERM sent in the first milliseconds would be lost."""
+        inner = self.sandbox_pid()
+        try:
+            with open(f"/proc/{inner}/status") as f:
+                blocked = next(line for line in f if line.startswith("SigBlk:"))
+        except (OSError, StopIteration, TypeError):
+            return True  # gone, or not ours to read: send, and let the pidfd tell
+        return bool(int(blocked.split()[1], 16) >> (num - 1) & 1)
 
     def kill(self) -> None:
         """SIGKILL the sandbox's pid 1 (the pid namespace dies with it) and bubblewrap."""
@@ -218,13 +232,16 @@ def build_argv(
     degraded: tuple[str, ...],
     cgroup_procs: Sequence[str],
 ) -> list[str]:
-    """The whole command line; ``fds`` names the numbers the extra fds will have in the child."""
+    """The whole command line; ``fds`` names the numbers the extra fds will have in the child
+    (``fuse``, when present, is mounted at ``workdir`` by the outer stage)."""
     bwrap = _bwrap()
     staged = "stage" not in degraded
     cmd: list[str] = []
-    if cgroup_procs:
+    if cgroup_procs or "fuse" in fds:
         if staged:
-            cmd += [stage.stage_path()] + [a for p in cgroup_procs for a in ("-g", p)] + ["-x", "--"]
+            cmd += [stage.stage_path()] + [a for p in cgroup_procs for a in ("-g", p)]
+            cmd += ["-F", f"{fds['fuse']}:{workdir}"] if "fuse" in fds else []
+            cmd += ["-x", "--"]
         else:  # no stage: a shell joins, then execs bwrap
             script = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
             cmd += ["/bin/sh", "-c", script, "sh", *cgroup_procs, "--"]
@@ -282,13 +299,18 @@ def launch(
     env: Mapping[str, str] | None = None,
     cgroup_procs: Sequence[str] = (),
     allow_missing: bool | Iterable[str] = False,
+    fuse_fd: int | None = None,
 ) -> Sandboxed:
-    """Start ``argv`` confined by ``profile`` with ``workdir`` (a host directory) read-write at /work."""
+    """Start ``argv`` confined by ``profile`` with ``workdir`` (a host directory) read-write at /work;
+    with ``fuse_fd`` (an open ``/dev/fuse`` connection the caller serves) ``workdir`` is only the empty
+    mount point where the stage mounts it in the sandbox's own mount namespace, and /work is the view."""
     if not argv or len(argv) > MAX_ARGV or not all(_encodable(a) for a in argv):
         raise InvalidArgument("argv must be 1..4096 strings without NUL, encodable as file names")
     if not os.path.isdir(workdir):
         raise InvalidArgument(f"workdir {workdir!r} is not a directory")
     degraded = _missing(profile, probe(), allow_missing)
+    if fuse_fd is not None and "stage" in degraded:
+        raise SecurityViolation("a FUSE view needs agentos-stage to mount it", code="ENOSANDBOX")
     spawn_env = clean_env(env, channel is not None)
     opened: list[int] = []  # every fd we open here; closed before returning
 
@@ -313,6 +335,8 @@ def launch(
                 profile.seccomp_action, profile.net == "none", profile.extra_seccomp_deny
             )
             extra["seccomp"] = mine(_data_pipe(bpf))
+        if fuse_fd is not None:
+            extra["fuse"] = fuse_fd  # the caller's: dup'd for the child below, never closed here
         fds = {name: CHANNEL_FD + 1 + i for i, name in enumerate(extra)}
         for name, fd in extra.items():
             targets[fds[name]] = fd

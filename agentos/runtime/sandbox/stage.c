@@ -8,6 +8,10 @@
  *
  * usage: agentos-stage [OPTIONS] -- PROGRAM ARGS...   (options apply in the order given)
  *   -g PATH      write our pid into PATH (a cgroup.procs file): outer use, before exec'ing bwrap
+ *   -F FD:DIR    outer use: enter a private mount namespace (and a user namespace where unprivileged),
+ *                mount the FUSE connection FD (an open /dev/fuse) at DIR, close FD. The mount exists only
+ *                in that namespace (bwrap binds DIR at /work); closing FD leaves the kernel the only
+ *                holder of the connection, so a dead kernel aborts it instead of leaving the agent stuck
  *   -l RES:VAL   setrlimit(RES, VAL/VAL), never raising the current hard limit
  *   -r PATH      Landlock: PATH read + execute          -w PATH   Landlock: PATH read + write
  *   -d PATH      Landlock: list directories under PATH (no file reads)
@@ -27,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -84,6 +90,35 @@ static int landlock(void) {
     return abi;
 }
 
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) die("write", path, 125);
+    close(fd);
+}
+
+/* -F FD:DIR (see the usage above). user_id/group_id: the uid/gid we mount as, seen from our namespace;
+ * max_read matches fuseproto.MAX_WRITE. */
+static void fuse_mount(const char *v) {
+    char *end, opts[160], map[64];
+    long fd = strtol(v, &end, 10);
+    if (end == v || *end != ':' || fd < 0 || !end[1]) { errno = EINVAL; die("bad -F (FD:DIR)", v, 125); }
+    const char *dir = end + 1;
+    unsigned uid = (unsigned)getuid(), gid = (unsigned)getgid();
+    if (unshare(CLONE_NEWNS) < 0) {  /* unprivileged: FUSE mounts in a user namespace (Linux >= 4.18) */
+        if (errno != EPERM || unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) die("unshare", "mount namespace", 125);
+        write_file("/proc/self/setgroups", "deny");
+        snprintf(map, sizeof map, "%u %u 1", uid, uid);
+        write_file("/proc/self/uid_map", map);
+        snprintf(map, sizeof map, "%u %u 1", gid, gid);
+        write_file("/proc/self/gid_map", map);
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private", NULL, 125);
+    snprintf(opts, sizeof opts, "fd=%ld,rootmode=40000,user_id=%u,group_id=%u,allow_other,max_read=131072",
+             fd, uid, gid);
+    if (mount("agentos", dir, "fuse.agentos", MS_NOSUID | MS_NODEV, opts) < 0) die("mount fuse at", dir, 125);
+    close((int)fd);
+}
+
 static void close_above(int keep) {
     if (syscall(SYS_close_range, keep + 1, ~0u, 0) == 0) return;
     for (int fd = keep + 1; fd < 65536; fd++) close(fd);
@@ -104,6 +139,8 @@ int main(int argc, char **argv) {
             int fd = open(v, O_WRONLY | O_CLOEXEC), n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
             if (fd < 0 || write(fd, buf, (size_t)n) != n) die("join cgroup", v, 125);
             close(fd);
+        } else if (!strcmp(o, "-F")) {
+            fuse_mount(v);
         } else if (!strcmp(o, "-l")) {
             int res; unsigned long long val;
             if (sscanf(v, "%d:%llu", &res, &val) != 2) { errno = EINVAL; die("bad rlimit", v, 125); }
