@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from agentos.errors import NetworkError
+from agentos.runtime.sandbox import cgroupfs
+from agentos.runtime.sandbox.cgrouphome import CgroupManager, home_cgroup_id
 from agentos.testing.kernelproc import KernelProcess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "agentos" / "examples"
+
+
+CGROUPS = cgroupfs.probe()
 
 
 @pytest.fixture
@@ -22,6 +27,8 @@ def home() -> Iterator[Path]:
 
 @pytest.fixture
 def kernel(home: Path) -> Iterator[KernelProcess]:
+    """A kernel process, verified afterwards, then killed; every cgroup of its home is removed (a
+    process agent's, left by the kill -9)."""
     k = KernelProcess(home).boot()
     try:
         yield k
@@ -32,6 +39,14 @@ def kernel(home: Path) -> Iterator[KernelProcess]:
                 k.kill9()
             except (ProcessLookupError, TimeoutError):
                 pass
+        if CGROUPS.usable:
+            CgroupManager(home_cgroup_id(home), CGROUPS).teardown()
+
+
+@pytest.fixture
+def kp(kernel: KernelProcess) -> KernelProcess:
+    """The process-agent tests' name for ``kernel``."""
+    return kernel
 
 
 def verified(k: KernelProcess) -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from agentos.state.proc import Process
 from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
 from agentos.testing.kernelrig import KernelRig, run_rig
-from tests.conftest import verified
 from tests.test_cli import agentos
 from tests.test_vfs_syscalls import ok as fs_ok
 
@@ -86,24 +84,6 @@ print("hello", call(1, "hello", abi=int(sys.argv[1]))["ok"]["pid"])
 print("getpid", call(2, "getpid")["ok"])
 print("status", call(3, "status")["err"]["code"])
 """
-
-
-@pytest.fixture
-def kp(home: Path) -> Iterator[KernelProcess]:
-    """A kernel process; afterwards every cgroup of its home is gone (the test fails if one was left
-    with processes in it) and the kernel is killed."""
-    k = KernelProcess(home).boot()
-    try:
-        yield k
-        verified(k)
-    finally:
-        if k.os_pid is not None:
-            try:
-                k.kill9()
-            except (ProcessLookupError, TimeoutError):
-                pass
-        if CGROUPS.usable:
-            CgroupManager(home_cgroup_id(home), CGROUPS).teardown()
 
 
 def spawn(k: KernelProcess, cmd: str, *args: str, **extra: Any) -> int:

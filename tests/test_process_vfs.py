@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from agentos.runtime.sandbox.cgrouphome import CgroupManager, home_cgroup_id
 from agentos.runtime.sandbox.probe import probe
 from agentos.testing.helpers import poll
 from agentos.testing.kernelproc import KernelProcess
-from tests.conftest import verified
 from tests.test_cli import agentos
 from tests.test_vfs_syscalls import agentos as fs_run
 from tests.test_vfs_syscalls import ok as fs_ok
@@ -40,22 +38,6 @@ pytestmark = [
     ),
 ]
 CGROUPS = cgroupfs.probe()
-
-
-@pytest.fixture
-def kp(home: Path) -> Iterator[KernelProcess]:
-    k = KernelProcess(home).boot()
-    try:
-        yield k
-        verified(k)
-    finally:
-        if k.os_pid is not None:
-            try:
-                k.kill9()
-            except (ProcessLookupError, TimeoutError):
-                pass
-        if CGROUPS.usable:
-            CgroupManager(home_cgroup_id(home), CGROUPS).teardown()
 
 
 def run_sh(k: KernelProcess, script: str, timeout: float = 60) -> tuple[int, dict[str, Any]]:
